@@ -1,1 +1,1 @@
-"""espnet_pruning.tasks."""
+"""ESPnet tasks of espnet_pruning."""

@@ -1,0 +1,50 @@
+"""Shared entry-point behaviour: known input errors end with one message, exit status 1."""
+
+import logging
+import sys
+from typing import Callable, Optional, Sequence
+
+from espnet_pruning.specifiers import SpecifierError
+from espnet_pruning.uslu.espnet_model import TaskRoutingError
+from espnet_pruning.uslu.preprocessor import DataError
+from espnet_pruning.whisper.checkpoint import WhisperCheckpointError
+from espnet_pruning.whisper.tokenizer import TokenListError
+
+#: Errors caused by the user's input (files, configs); shown without a traceback.
+INPUT_ERRORS = (
+    SpecifierError,
+    TokenListError,
+    WhisperCheckpointError,
+    DataError,
+    TaskRoutingError,
+    FileNotFoundError,
+)
+
+
+def input_error_of(exc: BaseException) -> Optional[BaseException]:
+    """The input error behind ``exc`` (also when wrapped by a data-loader worker)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, INPUT_ERRORS):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def exit_on_input_error(fn: Callable[[], None]) -> None:
+    """Run ``fn``; on an input error print ``ERROR: <message>`` and exit with status 1."""
+    try:
+        fn()
+    except Exception as e:  # noqa: B902 - narrowed by input_error_of below
+        err = input_error_of(e)
+        if err is None:
+            raise
+        logging.getLogger(__name__).debug("input error", exc_info=True)
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run_task_main(task, cmd: Optional[Sequence[str]] = None) -> None:
+    """``task.main(cmd=cmd)`` with :func:`exit_on_input_error`."""
+    exit_on_input_error(lambda: task.main(cmd=cmd))

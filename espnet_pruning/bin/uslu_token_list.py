@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Write the Whisper token list with the added tokens of the tasks and the data.
+
+The added tokens are the prompt tokens of every task, the entity separators, the declared
+labels, and the labels/entity tags found in the given data directories (``text`` plus
+``prompt``), in a deterministic order (see ``TaskRegistry.added_tokens``). The output is
+written atomically; ``added_tokens.txt`` beside it lists the added tokens (ids 50364+).
+
+Example:
+    python -m espnet_pruning.bin.uslu_token_list --data_dir data/train \\
+        --output data/token_list/tokens.txt
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+from espnet_pruning.bin.cli import exit_on_input_error
+from espnet_pruning.specifiers import TaskRegistry
+from espnet_pruning.uslu.preprocessor import DataError
+from espnet_pruning.whisper.tokenizer import FIRST_ADDED_ID, write_token_list
+
+
+def read_kaldi_map(path: Path) -> dict:
+    """Read ``<uttid> <value>`` lines; errors name the file and line."""
+    out = {}
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            uid, _, value = line.partition(" ")
+            if uid in out:
+                raise DataError(f"{path}:{n}: duplicate utterance id {uid}")
+            out[uid] = value.strip()
+    return out
+
+
+def task_texts(data_dir: Path, tasks: TaskRegistry) -> Iterator[Tuple[str, str]]:
+    """``(task, text)`` of every utterance of a data dir (task from its prompt)."""
+    texts = read_kaldi_map(data_dir / "text")
+    prompts = read_kaldi_map(data_dir / "prompt")
+    for uid, text in texts.items():
+        if uid not in prompts:
+            raise DataError(f"{data_dir / 'prompt'}: no prompt for utterance {uid}")
+        try:
+            task = tasks.task_of_prompt(prompts[uid])
+        except ValueError as e:
+            raise DataError(f"{data_dir / 'prompt'}: utterance {uid}: {e}") from e
+        yield task, text
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data_dir",
+        action="append",
+        default=[],
+        type=Path,
+        help="Kaldi data dir with text and prompt (repeatable)",
+    )
+    parser.add_argument(
+        "--task_specifiers",
+        default=None,
+        help="YAML file extending the built-in task specifiers",
+    )
+    parser.add_argument("--output", required=True, type=Path, help="tokens.txt")
+    return parser
+
+
+def write(args: argparse.Namespace) -> List[str]:
+    """Collect added tokens and write the token list; returns the added tokens."""
+    tasks = TaskRegistry.load(args.task_specifiers)
+    pairs = [p for d in args.data_dir for p in task_texts(d, tasks)]
+    added = tasks.added_tokens(pairs)
+    write_token_list(args.output, added)
+    tmp = args.output.with_name("added_tokens.txt.tmp")
+    tmp.write_text("".join(t + "\n" for t in added), encoding="utf-8")
+    tmp.replace(args.output.with_name("added_tokens.txt"))
+    print(
+        f"{args.output}: {len(added)} added tokens at ids "
+        f"{FIRST_ADDED_ID}..{FIRST_ADDED_ID + len(added) - 1}",
+        file=sys.stderr,
+    )
+    return added
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    """Entry point."""
+    args = get_parser().parse_args(cmd)
+    exit_on_input_error(lambda: write(args))
+
+
+if __name__ == "__main__":
+    main()

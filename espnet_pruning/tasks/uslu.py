@@ -1,0 +1,181 @@
+"""UniverSLU as an ESPnet task: Whisper encoder-decoder with task-specifier prompts."""
+
+import argparse
+import logging
+from typing import Callable, Collection, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from espnet2.asr.decoder.abs_decoder import AbsDecoder
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.torch_utils.initialize import initialize
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.train.trainer import Trainer
+from espnet2.utils.types import str2bool, str_or_none
+from typeguard import typechecked
+
+from espnet_pruning.specifiers import TaskRegistry
+from espnet_pruning.uslu.espnet_model import ESPnetUSLUModel
+from espnet_pruning.uslu.preprocessor import USLUPreprocessor
+from espnet_pruning.whisper.decoder import WhisperDecoder
+from espnet_pruning.whisper.encoder import WhisperEncoder
+from espnet_pruning.whisper.tokenizer import TokenListError, WhisperTokenizer
+
+encoder_choices = ClassChoices(
+    "encoder",
+    classes=dict(whisper=WhisperEncoder),
+    type_check=AbsEncoder,
+    default="whisper",
+)
+decoder_choices = ClassChoices(
+    "decoder",
+    classes=dict(whisper=WhisperDecoder),
+    type_check=AbsDecoder,
+    default="whisper",
+)
+model_choices = ClassChoices(
+    "model",
+    classes=dict(uslu=ESPnetUSLUModel),
+    type_check=AbsESPnetModel,
+    default="uslu",
+)
+
+
+class USLUTask(AbsTask):
+    """Multi-task spoken language understanding with Whisper and prompts (UniverSLU)."""
+
+    num_optimizers: int = 1
+    class_choices_list = [encoder_choices, decoder_choices, model_choices]
+    trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        """Add UniverSLU options (token list, task specifiers, components)."""
+        group = parser.add_argument_group("Task related")
+        required = parser.get_default("required")
+        required += ["token_list"]
+        group.add_argument(
+            "--token_list",
+            type=str_or_none,
+            default=None,
+            help="Whisper token list with added tokens (uslu_token_list writes it)",
+        )
+        group.add_argument(
+            "--task_specifiers",
+            default=None,
+            help="YAML file of task specifiers extending the built-in seven tasks "
+            "(stored inline in config.yaml)",
+        )
+        group.add_argument(
+            "--init",
+            type=lambda x: str_or_none(x.lower()),
+            default=None,
+            choices=["xavier_uniform", "xavier_normal", "normal", None],
+            help="Re-initialisation of all weights (None keeps Whisper's)",
+        )
+        group = parser.add_argument_group("Preprocess related")
+        group.add_argument(
+            "--use_preprocessor",
+            type=str2bool,
+            default=True,
+            help="Tokenise prompt and text in the data loader",
+        )
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+
+    @classmethod
+    def task_registry(cls, args: argparse.Namespace) -> TaskRegistry:
+        """The task specifiers of a run (inline dict in config.yaml, or a file path)."""
+        spec = getattr(args, "task_specifiers", None)
+        if isinstance(spec, dict):
+            return TaskRegistry.from_dict(spec, "config task_specifiers")
+        return TaskRegistry.load(spec)
+
+    @classmethod
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable[
+        [Collection[Tuple[str, Dict[str, np.ndarray]]]],
+        Tuple[List[str], Dict[str, torch.Tensor]],
+    ]:
+        """Pad floats with 0 and ids with -1 (ESPnet's common collate function)."""
+        return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
+
+    @classmethod
+    def build_preprocess_fn(
+        cls, args: argparse.Namespace, train: bool
+    ) -> Optional[Callable[[str, Dict[str, np.ndarray]], Dict[str, np.ndarray]]]:
+        """Tokenise prompt and text (see :class:`USLUPreprocessor`)."""
+        if not args.use_preprocessor:
+            return None
+        return USLUPreprocessor(
+            train=train, token_list=args.token_list, tasks=cls.task_registry(args)
+        )
+
+    @classmethod
+    def required_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
+        """Speech always; text and prompt in training."""
+        return ("speech", "text", "prompt") if not inference else ("speech",)
+
+    @classmethod
+    def optional_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
+        """The prompt is optional at inference (decode configs carry it)."""
+        return ("prompt",) if inference else ()
+
+    @classmethod
+    @typechecked
+    def build_model(cls, args: argparse.Namespace) -> ESPnetUSLUModel:
+        """Build encoder, decoder and model from the config.
+
+        Raises:
+            TokenListError: The token list does not fit Whisper or the tasks.
+            WhisperCheckpointError: Whisper checkpoint missing or not matching the dims.
+            SpecifierError: Invalid task specifiers.
+        """
+        source = "token_list"
+        if isinstance(args.token_list, str):
+            source = args.token_list
+            tokenizer = WhisperTokenizer(args.token_list)
+            # Keep the config portable, as ESPnet's ASRTask does.
+            args.token_list = list(tokenizer.token_list)
+        else:
+            tokenizer = WhisperTokenizer(list(args.token_list))
+        tasks = cls.task_registry(args)
+        args.task_specifiers = tasks.to_dict()
+
+        task_prompts = {}
+        for task in tasks:
+            missing = [t for t in task.prompt if t not in tokenizer.token2id]
+            if missing:
+                raise TokenListError(
+                    f"{source}: lacks prompt token(s) {missing} of task {task.name}"
+                )
+            task_prompts[task.name] = tokenizer.tokens2ids(task.prompt)
+        vocab_size = len(tokenizer.token_list)
+        logging.info(f"Vocabulary size: {vocab_size}; tasks: {', '.join(tasks.names)}")
+
+        encoder_class = encoder_choices.get_class(args.encoder)
+        encoder = encoder_class(**args.encoder_conf)
+        decoder_class = decoder_choices.get_class(args.decoder)
+        decoder = decoder_class(
+            vocab_size=vocab_size,
+            encoder_output_size=encoder.output_size(),
+            **args.decoder_conf,
+        )
+        model_class = model_choices.get_class(getattr(args, "model", "uslu"))
+        model = model_class(
+            vocab_size=vocab_size,
+            token_list=tokenizer.token_list,
+            encoder=encoder,
+            decoder=decoder,
+            task_prompts=task_prompts,
+            **args.model_conf,
+        )
+        if args.init is not None:
+            initialize(model, args.init)
+        return model

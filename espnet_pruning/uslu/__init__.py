@@ -1,0 +1,1 @@
+"""The UniverSLU model and its data preprocessing for ESPnet."""
