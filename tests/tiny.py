@@ -140,3 +140,17 @@ def train_args(
         args += [f"--{mode}_data_path_and_name_and_type", f"{d}/prompt,prompt,text"]
         args += [f"--{mode}_shape_file", f"{d}/speech_shape"]
     return args
+
+
+def epoch_losses(log: str, phase: str = "train") -> List[float]:
+    """Per-epoch loss of ``phase`` from an ESPnet training log."""
+    import re
+
+    pattern = re.compile(rf"\[{phase}\].*?\bloss=([0-9.e+-]+)")
+    return [
+        float(m.group(1))
+        for line in log.splitlines()
+        if "epoch results" in line
+        for m in [pattern.search(line)]
+        if m
+    ]

@@ -1,0 +1,101 @@
+"""UniverSLU through ESPnet's Trainer: training, config portability, bad input."""
+
+import yaml
+from conftest import run_module
+from tiny import epoch_losses, train_args, write_train_config
+
+from espnet_pruning.tasks.uslu import USLUTask
+
+
+def test_loss_falls(tiny_trained):
+    losses = epoch_losses((tiny_trained / "train.log").read_text())
+    assert len(losses) == 12
+    assert losses[-1] < 0.25 * losses[0], losses
+    valid = epoch_losses((tiny_trained / "train.log").read_text(), "valid")
+    assert valid[-1] < 0.5 * valid[0], valid
+
+
+def test_checkpoint_keys_are_espnet_whisper_names(tiny_trained):
+    import torch
+
+    state = torch.load(tiny_trained / "valid.loss.best.pth", weights_only=True)
+    assert "encoder.encoders.blocks.0.attn.query.weight" in state
+    assert "decoder.decoders.token_embedding.weight" in state
+    assert "decoder.decoders.positional_embedding" in state
+    assert all(k.startswith(("encoder.encoders.", "decoder.decoders.")) for k in state)
+
+
+def test_config_is_portable(tiny_trained):
+    conf = yaml.safe_load((tiny_trained / "config.yaml").read_text())
+    assert len(conf["token_list"]) == 51865
+    assert "er_iemocap" in conf["task_specifiers"]["tasks"]
+    model, args = USLUTask.build_model_from_file(
+        tiny_trained / "config.yaml", tiny_trained / "valid.loss.best.pth"
+    )
+    assert model.task_names[:3] == ["er_iemocap", "ic_slurp", "asr_librispeech"]
+
+
+def test_unknown_task_in_data(tiny_data, tmp_path):
+    bad = tmp_path / "train"
+    bad.mkdir()
+    for f in (tiny_data / "train").iterdir():
+        (bad / f.name).write_text(f.read_text())
+    lines = (bad / "prompt").read_text().splitlines()
+    lines[0] = lines[0].split()[0] + " <|en|> <|ic|> <|atis|>"
+    (bad / "prompt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "valid").symlink_to(tiny_data / "valid")
+    config = write_train_config(tmp_path / "c.yaml", max_epoch=1)
+    proc = run_module(
+        "espnet_pruning.bin.uslu_train",
+        *train_args(tmp_path, tmp_path / "exp", config, tiny_data / "tokens.txt"),
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "ERROR: utterance" in proc.stderr and "<|atis|>" in proc.stderr
+
+
+def test_unknown_task_in_config(tiny_data, tmp_path):
+    spec = tmp_path / "tasks.yaml"
+    spec.write_text(
+        "tasks:\n  x:\n    prompt: '<|en|>'\n    target: nope\n    metric: wer\n"
+    )
+    config = write_train_config(
+        tmp_path / "c.yaml", max_epoch=1, task_specifiers=str(spec)
+    )
+    proc = run_module(
+        "espnet_pruning.bin.uslu_train",
+        *train_args(tiny_data, tmp_path / "exp", config, tiny_data / "tokens.txt"),
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert f"ERROR: {spec}: tasks.x.target" in proc.stderr
+
+
+def test_checkpoint_missing_and_dims_mismatch(tiny_data, tmp_path):
+    missing = tmp_path / "medium.pt"
+    config = write_train_config(
+        tmp_path / "c.yaml",
+        max_epoch=1,
+        encoder_conf=dict(whisper_checkpoint=str(missing)),
+        decoder_conf=dict(whisper_checkpoint=str(missing)),
+    )
+    proc = run_module(
+        "espnet_pruning.bin.uslu_train",
+        *train_args(tiny_data, tmp_path / "exp", config, tiny_data / "tokens.txt"),
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert f"ERROR: {missing}: Whisper checkpoint file not found" in proc.stderr
+
+
+def test_token_list_not_matching(tiny_data, tmp_path):
+    tokens = (tiny_data / "tokens.txt").read_text().splitlines()
+    (tmp_path / "tokens.txt").write_text("\n".join(tokens[:-5]) + "\n")
+    config = write_train_config(tmp_path / "c.yaml", max_epoch=1)
+    proc = run_module(
+        "espnet_pruning.bin.uslu_train",
+        *train_args(tiny_data, tmp_path / "exp", config, tmp_path / "tokens.txt"),
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "tokens.txt: has 51860 tokens" in proc.stderr
