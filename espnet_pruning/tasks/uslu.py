@@ -19,7 +19,7 @@ from typeguard import typechecked
 
 from espnet_pruning.specifiers import TaskRegistry
 from espnet_pruning.uslu.espnet_model import ESPnetUSLUModel
-from espnet_pruning.uslu.preprocessor import USLUPreprocessor
+from espnet_pruning.uslu.preprocessor import DataError, USLUPreprocessor
 from espnet_pruning.whisper.decoder import WhisperDecoder
 from espnet_pruning.whisper.encoder import WhisperEncoder
 from espnet_pruning.whisper.tokenizer import TokenListError, WhisperTokenizer
@@ -128,6 +128,56 @@ class USLUTask(AbsTask):
         return ("prompt",) if inference else ()
 
     @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        """Check the data against tasks and token list, then ESPnet's main worker."""
+        if getattr(args, "use_preprocessor", True) and not args.dry_run:
+            cls.check_data(args)
+        super().main_worker(args)
+
+    @classmethod
+    def check_data(cls, args: argparse.Namespace) -> None:
+        """Fail before training when a prompt or label of the data is unknown.
+
+        Every ``prompt`` file must name known tasks and every label/entity tag of the
+        ``text`` files must be in the token list; errors name the file and line.
+        """
+        tasks = cls.task_registry(args)
+        token_list = args.token_list
+        tokens = set(
+            WhisperTokenizer(token_list).token_list
+            if isinstance(token_list, str)
+            else token_list
+        )
+        for triples in (
+            args.train_data_path_and_name_and_type,
+            args.valid_data_path_and_name_and_type,
+        ):
+            files = {name: path for path, name, _ in (triples or [])}
+            if "prompt" not in files:
+                continue
+            task_of = {}
+            for n, (uid, prompt) in enumerate(_read_map(files["prompt"]), 1):
+                try:
+                    task_of[uid] = tasks.task_of_prompt(prompt)
+                except ValueError as e:
+                    raise DataError(
+                        f"{files['prompt']}:{n}: utterance {uid}: {e}"
+                    ) from e
+            if "text" not in files:
+                continue
+            for n, (uid, text) in enumerate(_read_map(files["text"]), 1):
+                if uid not in task_of:
+                    raise DataError(
+                        f"{files['text']}:{n}: utterance {uid} has no prompt"
+                    )
+                for token in tasks[task_of[uid]].special_tokens_of(text):
+                    if token not in tokens:
+                        raise DataError(
+                            f"{files['text']}:{n}: utterance {uid}: label/tag {token!r} "
+                            f"is not in the token list {args.token_list if isinstance(args.token_list, str) else ''}"
+                        )
+
+    @classmethod
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> ESPnetUSLUModel:
         """Build encoder, decoder and model from the config.
@@ -179,3 +229,11 @@ class USLUTask(AbsTask):
         if args.init is not None:
             initialize(model, args.init)
         return model
+
+
+def _read_map(path: str):
+    """``(uttid, value)`` pairs of a Kaldi-style text file."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            uid, _, value = line.rstrip("\n").partition(" ")
+            yield uid, value.strip()

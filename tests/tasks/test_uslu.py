@@ -51,7 +51,8 @@ def test_unknown_task_in_data(tiny_data, tmp_path):
         check=False,
     )
     assert proc.returncode == 1
-    assert "ERROR: utterance" in proc.stderr and "<|atis|>" in proc.stderr
+    assert "prompt:1: utterance" in proc.stderr and "<|atis|>" in proc.stderr
+    assert "epoch started" not in proc.stderr  # rejected before training
 
 
 def test_unknown_task_in_config(tiny_data, tmp_path):
@@ -99,3 +100,25 @@ def test_token_list_not_matching(tiny_data, tmp_path):
     )
     assert proc.returncode == 1
     assert "tokens.txt: has 51860 tokens" in proc.stderr
+
+
+def test_label_outside_token_list_is_rejected_before_training(tiny_data, tmp_path):
+    bad = tmp_path / "train"
+    bad.mkdir()
+    for f in (tiny_data / "train").iterdir():
+        (bad / f.name).write_text(f.read_text())
+    lines = (bad / "text").read_text().splitlines()
+    n = next(i for i, l in enumerate(lines) if "-er_iemocap-" in l)
+    lines[n] = lines[n].split()[0] + " em:bored SEP hello"
+    (bad / "text").write_text("\n".join(lines) + "\n")
+    (tmp_path / "valid").symlink_to(tiny_data / "valid")
+    config = write_train_config(tmp_path / "c.yaml", max_epoch=1)
+    proc = run_module(
+        "espnet_pruning.bin.uslu_train",
+        *train_args(tmp_path, tmp_path / "exp", config, tiny_data / "tokens.txt"),
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert f"{bad / 'text'}:{n + 1}: utterance" in proc.stderr
+    assert "'em:bored' is not in the token list" in proc.stderr
+    assert "epoch started" not in proc.stderr

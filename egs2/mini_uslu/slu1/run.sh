@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Mini UniverSLU: the seven tasks of the paper on a generated spoken corpus, end to end on
+# a CPU in minutes. Stages: see ../../TEMPLATE/slu1/slu.sh (./run.sh --stage N --stop_stage M).
+set -euo pipefail
+
+train_set=train
+valid_set=valid
+test_sets="test_er_iemocap test_ic_slurp test_asr_librispeech test_ic_fsc test_ic_snips test_ner_slurp test_scr_speechcommands"
+
+export USLU_RUN_COMMAND="cd egs2/mini_uslu/slu1 && ./run.sh $*"
+./slu.sh \
+    --nj 2 --inference_nj 2 --ngpu 0 \
+    --train_set "${train_set}" --valid_set "${valid_set}" --test_sets "${test_sets}" \
+    --train_config conf/train_uslu.yaml --decode_config conf/decode.yaml \
+    --inference_model valid.acc.best.pth "$@"
