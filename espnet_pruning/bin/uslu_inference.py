@@ -56,6 +56,12 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument("--train_config", required=True, help="config.yaml of training")
     group.add_argument("--model_file", required=True, help="checkpoint .pth")
     group.add_argument("--task", required=True, help="task name (its prompt is used)")
+    group.add_argument(
+        "--mask_dir",
+        type=str_or_none,
+        default=None,
+        help="decode the task's subnetwork of this mask set",
+    )
     group = parser.add_argument_group("Beam search")
     group.add_argument("--batch_size", type=int, default=1, choices=[1])
     group.add_argument("--nbest", type=int, default=1)
@@ -87,6 +93,7 @@ def inference(args: argparse.Namespace) -> int:
         minlenratio=args.minlenratio,
         nbest=args.nbest,
         normalize_length=args.normalize_length,
+        mask_dir=args.mask_dir,
     )
     loader = USLUTask.build_streaming_iterator(
         args.data_path_and_name_and_type,

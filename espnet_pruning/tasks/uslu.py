@@ -76,6 +76,28 @@ class USLUTask(AbsTask):
             choices=["xavier_uniform", "xavier_normal", "normal", None],
             help="Re-initialisation of all weights (None keeps Whisper's)",
         )
+        group = parser.add_argument_group("Task masks")
+        group.add_argument(
+            "--mask_dir",
+            type=str_or_none,
+            default=None,
+            help="Mask set (manifest.json + bit-packed masks): every batch of task t "
+            "runs on m_t ⊙ θ",
+        )
+        group.add_argument(
+            "--update_outside_mask",
+            default="allow",
+            choices=["allow", "freeze"],
+            help="freeze: optimizer steps leave every weight outside the active task's "
+            "mask bit-identical (momentum and weight decay included)",
+        )
+        group.add_argument(
+            "--unmasked_update",
+            default="allow",
+            choices=["allow", "freeze"],
+            help="with --update_outside_mask freeze: whether parameters the masks do "
+            "not cover (biases, LayerNorm, positional embedding) are trained",
+        )
         group = parser.add_argument_group("Preprocess related")
         group.add_argument(
             "--use_preprocessor",
@@ -228,7 +250,34 @@ class USLUTask(AbsTask):
         )
         if args.init is not None:
             initialize(model, args.init)
+        if getattr(args, "mask_dir", None):
+            from espnet_pruning.pruning.storage import load_masks
+
+            model.attach_masks(load_masks(args.mask_dir))
+            logging.info(f"Task masks from {args.mask_dir}: {model.masks.tasks}")
         return model
+
+    @classmethod
+    def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module):
+        """ESPnet's optimizers; with masks and ``--update_outside_mask freeze``, steps
+        are restricted to the active task's mask."""
+        optimizers = super().build_optimizers(args, model)
+        if getattr(model, "masks", None) is None:
+            return optimizers
+        for optim in optimizers:
+            optim.register_step_post_hook(lambda *_: model.on_optimizer_step())
+        if args.update_outside_mask == "freeze":
+            from espnet_pruning.pruning.apply import UpdateRestriction
+
+            restriction = UpdateRestriction(
+                dict(model.named_parameters()), optimizers, others=args.unmasked_update
+            )
+            model.attach_masks(model.masks, restriction=restriction)
+        logging.info(
+            f"Updates outside the active mask: {args.update_outside_mask}; "
+            f"parameters without masks: {args.unmasked_update}"
+        )
+        return optimizers
 
 
 def _read_map(path: str):

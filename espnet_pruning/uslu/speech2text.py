@@ -35,6 +35,8 @@ class Speech2Text:
         minlenratio: Minimum length ratio.
         nbest: Number of hypotheses returned.
         normalize_length: Rank ended hypotheses by length-normalised score.
+        mask_dir: Mask set to decode the task's subnetwork with (overrides the one in
+            ``train_config``, if any).
     """
 
     @typechecked
@@ -50,10 +52,18 @@ class Speech2Text:
         minlenratio: float = 0.0,
         nbest: int = 1,
         normalize_length: bool = False,
+        mask_dir: Optional[Union[str, os.PathLike]] = None,
     ):
         model, train_args = USLUTask.build_model_from_file(
             train_config, model_file, device
         )
+        if mask_dir is not None:
+            from espnet_pruning.pruning.storage import load_masks
+
+            model.attach_masks(load_masks(mask_dir))
+        if model.masks is not None:
+            # Decode the task's subnetwork: m ⊙ W materialised once, then dense speed.
+            model.bake_task(task)
         self.model = model.eval()
         self.train_args = train_args
         self.spec = USLUTask.task_registry(train_args)[task]
