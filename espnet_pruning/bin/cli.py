@@ -4,6 +4,7 @@ import logging
 import sys
 from typing import Callable, Optional, Sequence
 
+from espnet_pruning.scoring.errors import ScoringError
 from espnet_pruning.specifiers import SpecifierError
 from espnet_pruning.uslu.espnet_model import TaskRoutingError
 from espnet_pruning.uslu.preprocessor import DataError
@@ -17,6 +18,7 @@ INPUT_ERRORS = (
     WhisperCheckpointError,
     DataError,
     TaskRoutingError,
+    ScoringError,
     FileNotFoundError,
 )
 

@@ -1,0 +1,9 @@
+"""The error every scorer raises for bad input."""
+
+
+class ScoringError(ValueError):
+    """Hypotheses, references or the scoring tool are unusable.
+
+    The message names the file and line (or the utterance id) at fault, so entry points
+    print it without a traceback.
+    """

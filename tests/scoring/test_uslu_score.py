@@ -1,0 +1,78 @@
+"""The scoring entry point."""
+
+import json
+
+import pytest
+from conftest import run_module
+
+from espnet_pruning.bin.uslu_score import main
+from espnet_pruning.scoring.sclite import find_sclite
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_accuracy_cli(tmp_path, capsys):
+    ref = write(tmp_path / "ref", "u1 command:yes\nu2 command:no\nu3 command:up\n")
+    hyp = write(tmp_path / "hyp", "u1 <|en|> <|scr|> command:yes\nu2 command:go\n")
+    out = tmp_path / "score"
+    main(["--metric", "accuracy", "--ref", str(ref), "--hyp", str(hyp),
+          "--out_dir", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    # 1 correct of 3 -> 33.33 %; u3 missing
+    assert captured.out.strip() == (
+        "accuracy: 33.33 (n=3, 1 hypotheses missing (scored as empty))"
+    )
+    assert "1 of 3 references have no hypothesis" in captured.err
+    record = json.loads((out / "result.json").read_text())
+    assert record["name"] == "accuracy"
+    assert record["value"] == pytest.approx(100 / 3)
+    assert record["n"] == 3 and record["higher_is_better"] is True
+    assert record["ref"] == str(ref) and record["hyp"] == str(hyp)
+    assert sorted(p.name for p in out.iterdir()) == ["result.json"]  # no temp file left
+
+
+def test_wer_cli_keeps_sclite_files(tmp_path, capsys):
+    find_sclite()
+    ref = write(tmp_path / "ref", "u1 HELLO WORLD\n")
+    hyp = write(tmp_path / "hyp", "u1 hello word\n")
+    main(["--metric", "wer", "--ref", str(ref), "--hyp", str(hyp),
+          "--out_dir", str(tmp_path / "o")])  # fmt: skip
+    # WORLD -> WORD: 1 substitution of 2 words = 50 %
+    assert capsys.readouterr().out.strip() == "wer: 50.00 (n=1)"
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert names == ["hyp.trn", "ref.trn", "result.json", "result.txt"]
+
+
+@pytest.mark.parametrize(
+    "ref_text, hyp_text, message",
+    [
+        ("u1 a\nu1 b\n", "u1 a\n", "ref:2: duplicate utterance id 'u1'"),
+        ("u1 a\n", "u1 a\n\n", "hyp:2: empty line"),
+        ("u1 a\n", "u1 a\nzz b\n", "no reference: 'zz'"),
+    ],
+)
+def test_cli_bad_input(tmp_path, capsys, ref_text, hyp_text, message):
+    ref = write(tmp_path / "ref", ref_text)
+    hyp = write(tmp_path / "hyp", hyp_text)
+    with pytest.raises(SystemExit) as e:
+        main(["--metric", "macro_f1", "--ref", str(ref), "--hyp", str(hyp),
+              "--out_dir", str(tmp_path / "o")])  # fmt: skip
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: ") and message in err
+    assert not (tmp_path / "o" / "result.json").exists()
+
+
+def test_cli_subprocess_missing_file_no_traceback(tmp_path):
+    proc = run_module(
+        "espnet_pruning.bin.uslu_score",
+        "--metric", "accuracy", "--ref", str(tmp_path / "missing"),
+        "--hyp", str(tmp_path / "missing"), "--out_dir", str(tmp_path / "o"),
+        check=False, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "ERROR: cannot read" in proc.stderr and "missing" in proc.stderr
