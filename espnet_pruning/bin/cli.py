@@ -6,6 +6,7 @@ from typing import Callable, Optional, Sequence
 
 from espnet_pruning.scoring.errors import ScoringError
 from espnet_pruning.specifiers import SpecifierError
+from espnet_pruning.train.task_schedule import TaskScheduleError
 from espnet_pruning.uslu.espnet_model import TaskRoutingError
 from espnet_pruning.uslu.preprocessor import DataError
 from espnet_pruning.whisper.checkpoint import WhisperCheckpointError
@@ -19,6 +20,7 @@ INPUT_ERRORS = (
     DataError,
     TaskRoutingError,
     ScoringError,
+    TaskScheduleError,
     FileNotFoundError,
 )
 

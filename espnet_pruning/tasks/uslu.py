@@ -2,13 +2,17 @@
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
-from espnet2.tasks.abs_task import AbsTask
+from espnet2.iterators.abs_iter_factory import AbsIterFactory
+from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
+from espnet2.samplers.build_batch_sampler import build_batch_sampler
+from espnet2.tasks.abs_task import AbsTask, IteratorOptions
 from espnet2.torch_utils.initialize import initialize
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
@@ -18,6 +22,11 @@ from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
 from espnet_pruning.specifiers import TaskRegistry
+from espnet_pruning.train.task_schedule import (
+    TaskBlockSampler,
+    TaskScheduleError,
+    group_batches_by_task,
+)
 from espnet_pruning.uslu.espnet_model import ESPnetUSLUModel
 from espnet_pruning.uslu.preprocessor import DataError, USLUPreprocessor
 from espnet_pruning.whisper.decoder import WhisperDecoder
@@ -98,6 +107,28 @@ class USLUTask(AbsTask):
             help="with --update_outside_mask freeze: whether parameters the masks do "
             "not cover (biases, LayerNorm, positional embedding) are trained",
         )
+        group = parser.add_argument_group(
+            "Per-task batch schedule (--iterator_type task)"
+        )
+        group.add_argument(
+            "--train_tasks",
+            type=str,
+            nargs="+",
+            default=None,
+            help="train (and validate) on these tasks' utterances only",
+        )
+        group.add_argument(
+            "--task_block_size",
+            type=int,
+            default=50,
+            help="consecutive batches of one task before switching (paper: N2 = 50)",
+        )
+        group.add_argument(
+            "--task_rounds",
+            type=int,
+            default=1,
+            help="rounds per epoch; a round visits every task once in a random order",
+        )
         group = parser.add_argument_group("Preprocess related")
         group.add_argument(
             "--use_preprocessor",
@@ -107,6 +138,64 @@ class USLUTask(AbsTask):
         )
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
+
+    @classmethod
+    def build_task_iter_factory(
+        cls, args: argparse.Namespace, iter_options: IteratorOptions, mode: str
+    ) -> AbsIterFactory:
+        """Task-block schedule (see :mod:`espnet_pruning.train.task_schedule`).
+
+        Training batches come from ESPnet's folded sampler (one task per batch, read
+        from ``utt2category`` beside the first data file), restricted to
+        ``--train_tasks``; validation iterates every batch of those tasks once.
+        """
+        utt2category = Path(iter_options.data_path_and_name_and_type[0][0]).with_name(
+            "utt2category"
+        )
+        if not utt2category.is_file():
+            raise TaskScheduleError(f"{utt2category}: needed by --iterator_type task")
+        task_of = dict(_read_map(str(utt2category)))
+        distributed = iter_options.distributed
+        world_size = torch.distributed.get_world_size() if distributed else 1
+        rank = torch.distributed.get_rank() if distributed else 0
+        sampler = build_batch_sampler(
+            type=iter_options.batch_type,
+            shape_files=iter_options.shape_files,
+            fold_lengths=args.fold_length,
+            batch_size=iter_options.batch_size,
+            batch_bins=iter_options.batch_bins,
+            sort_in_batch=args.sort_in_batch,
+            sort_batch=args.sort_batch,
+            drop_last=args.drop_last_iter,
+            min_batch_size=world_size if distributed else args.min_batch_size,
+            utt2category_file=str(utt2category),
+        )
+        groups = group_batches_by_task(list(sampler), task_of, args.train_tasks)
+        if iter_options.train:
+            batches = TaskBlockSampler(
+                groups, args.task_block_size, args.task_rounds, rank, world_size
+            )
+            keys = {
+                u for bs in groups.values() for b in bs for u in b[rank::world_size]
+            }
+        else:
+            batches = [b[rank::world_size] for t in sorted(groups) for b in groups[t]]
+            keys = {u for b in batches for u in b}
+        logging.info(
+            f"[{mode}] task schedule: "
+            + ", ".join(f"{t} {len(b)} batches" for t, b in groups.items())
+            + (f"; blocks of {args.task_block_size}" if iter_options.train else "")
+        )
+        return SequenceIterFactory(
+            dataset=cls.build_dataset(args, iter_options, keys),
+            batches=batches,
+            seed=args.seed,
+            num_iters_per_epoch=iter_options.num_iters_per_epoch,
+            shuffle=False,
+            num_workers=args.num_workers,
+            collate_fn=iter_options.collate_fn,
+            pin_memory=args.ngpu > 0,
+        )
 
     @classmethod
     def task_registry(cls, args: argparse.Namespace) -> TaskRegistry:

@@ -1,1 +1,1 @@
-"""espnet_pruning.train."""
+"""ESPnet glue of espnet_pruning: batch schedules and training-stage helpers."""
