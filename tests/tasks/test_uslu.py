@@ -122,3 +122,22 @@ def test_label_outside_token_list_is_rejected_before_training(tiny_data, tmp_pat
     assert f"{bad / 'text'}:{n + 1}: utterance" in proc.stderr
     assert "'em:bored' is not in the token list" in proc.stderr
     assert "epoch started" not in proc.stderr
+
+
+def test_task_iterator_trains_blocks_of_selected_tasks(tiny_data, tmp_path):
+    config = write_train_config(
+        tmp_path / "c.yaml",
+        max_epoch=1,
+        iterator_type="task",
+        task_block_size=2,
+        task_rounds=2,
+        train_tasks=["er_iemocap", "ic_fsc"],
+    )
+    proc = run_module(
+        "espnet_pruning.bin.uslu_train",
+        *train_args(tiny_data, tmp_path / "exp", config, tiny_data / "tokens.txt"),
+    )
+    # 2 rounds x 2 tasks x 2 batches; validation sees the two tasks only.
+    assert "[train] task schedule: er_iemocap 2 batches, ic_fsc 2 batches; blocks of 2" in proc.stderr
+    assert "[valid] task schedule: er_iemocap 1 batches, ic_fsc 1 batches" in proc.stderr
+    assert "total_count=8" in proc.stderr
