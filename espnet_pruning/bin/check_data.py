@@ -18,8 +18,8 @@ from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.bin.uslu_token_list import read_kaldi_map
 from espnet_pruning.corpora.audio import WavError
 from espnet_pruning.corpora.kaldi import DataDirError, validate_data_dir
+from espnet_pruning.errors import DataError
 from espnet_pruning.specifiers import TaskRegistry
-from espnet_pruning.uslu.preprocessor import DataError
 
 
 def check(data_dir: Path, tasks: TaskRegistry, check_audio: bool = True) -> dict:

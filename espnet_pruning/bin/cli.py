@@ -1,32 +1,18 @@
-"""Shared entry-point behaviour: known input errors end with one message, exit status 1."""
+"""Shared entry-point behaviour: input errors end with one message and exit status 1."""
 
 import logging
 import sys
 from typing import Callable, Optional, Sequence
 
-from espnet_pruning.scoring.errors import ScoringError
-from espnet_pruning.specifiers import SpecifierError
-from espnet_pruning.train.task_schedule import TaskScheduleError
-from espnet_pruning.uslu.espnet_model import TaskRoutingError
-from espnet_pruning.uslu.preprocessor import DataError
-from espnet_pruning.whisper.checkpoint import WhisperCheckpointError
-from espnet_pruning.whisper.tokenizer import TokenListError
+from espnet_pruning.errors import InputError
 
-#: Errors caused by the user's input (files, configs); shown without a traceback.
-INPUT_ERRORS = (
-    SpecifierError,
-    TokenListError,
-    WhisperCheckpointError,
-    DataError,
-    TaskRoutingError,
-    ScoringError,
-    TaskScheduleError,
-    FileNotFoundError,
-)
+#: Errors caused by the user's input; shown without a traceback. ``FileNotFoundError``
+#: comes from ESPnet's own file handling (e.g. a missing data file).
+INPUT_ERRORS = (InputError, FileNotFoundError)
 
 
 def input_error_of(exc: BaseException) -> Optional[BaseException]:
-    """The input error behind ``exc`` (also when wrapped by a data-loader worker)."""
+    """The input error behind ``exc`` (also when wrapped, e.g. by a data-loader worker)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, INPUT_ERRORS):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_pruning.bin.cli import exit_on_input_error
-from espnet_pruning.uslu.preprocessor import DataError
+from espnet_pruning.errors import DataError
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 from espnet_pruning.bin.cli import exit_on_input_error
+from espnet_pruning.errors import DataError
 from espnet_pruning.specifiers import TaskRegistry
-from espnet_pruning.uslu.preprocessor import DataError
 from espnet_pruning.whisper.tokenizer import FIRST_ADDED_ID, write_token_list
 
 

@@ -16,12 +16,14 @@ import soundfile as sf
 import soxr
 from typeguard import typechecked
 
+from espnet_pruning.errors import InputError
+
 SAMPLE_RATE = 16000
 _PCM = 1
 _EXTENSIBLE = 0xFFFE
 
 
-class WavError(ValueError):
+class WavError(InputError):
     """A WAV file is missing, unreadable, truncated or not in the expected format."""
 
 

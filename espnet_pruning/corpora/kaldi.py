@@ -21,12 +21,13 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from typeguard import typechecked
 
 from espnet_pruning.corpora.audio import WavError, check_wav
+from espnet_pruning.errors import InputError
 
 REQUIRED = ("wav.scp", "text", "utt2spk", "spk2utt")
 OPTIONAL = ("prompt", "utt2category", "utt2num_samples")
 
 
-class DataDirError(ValueError):
+class DataDirError(InputError):
     """A Kaldi data directory is invalid (the message names file and line)."""
 
 

@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import yaml
 from typeguard import typechecked
 
+from espnet_pruning.errors import InputError
+
 BUILTIN_FILE = Path(__file__).with_name("tasks.yaml")
 TARGETS = ("classification", "transcript", "entities")
 METRICS = ("accuracy", "macro_f1", "wer", "slu_f1")
@@ -24,7 +26,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _ENTITY = re.compile(r"^<entity:[^\s<>]+>$")
 
 
-class SpecifierError(ValueError):
+class SpecifierError(InputError):
     """A task specifier file or a task name is invalid."""
 
 

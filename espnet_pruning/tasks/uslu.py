@@ -21,6 +21,7 @@ from espnet2.train.trainer import Trainer
 from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
+from espnet_pruning.errors import DataError
 from espnet_pruning.specifiers import TaskRegistry
 from espnet_pruning.train.task_schedule import (
     TaskBlockSampler,
@@ -28,7 +29,7 @@ from espnet_pruning.train.task_schedule import (
     group_batches_by_task,
 )
 from espnet_pruning.uslu.espnet_model import ESPnetUSLUModel
-from espnet_pruning.uslu.preprocessor import DataError, USLUPreprocessor
+from espnet_pruning.uslu.preprocessor import USLUPreprocessor
 from espnet_pruning.whisper.decoder import WhisperDecoder
 from espnet_pruning.whisper.encoder import WhisperEncoder
 from espnet_pruning.whisper.tokenizer import TokenListError, WhisperTokenizer

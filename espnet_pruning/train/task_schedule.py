@@ -16,8 +16,10 @@ import numpy as np
 from espnet2.samplers.abs_sampler import AbsSampler
 from typeguard import typechecked
 
+from espnet_pruning.errors import InputError
 
-class TaskScheduleError(ValueError):
+
+class TaskScheduleError(InputError):
     """The batches cannot be scheduled per task."""
 
 

@@ -3,19 +3,20 @@
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.legacy.nets.pytorch_backend.nets_utils import th_accuracy
 from espnet2.legacy.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
-import torch.nn.functional as F
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from typeguard import typechecked
 
+from espnet_pruning.errors import InputError
 from espnet_pruning.whisper.tokenizer import EOT, SOT
 
 
-class TaskRoutingError(ValueError):
+class TaskRoutingError(InputError):
     """A batch's prompts do not identify one known task where one is needed."""
 
 

@@ -13,12 +13,9 @@ import numpy as np
 from espnet2.train.preprocessor import AbsPreprocessor
 from typeguard import typechecked
 
+from espnet_pruning.errors import DataError  # noqa: F401 (re-exported)
 from espnet_pruning.specifiers import SpecifierError, TaskRegistry
 from espnet_pruning.whisper.tokenizer import NO_TIMESTAMPS, WhisperTokenizer
-
-
-class DataError(ValueError):
-    """An utterance of the data set cannot be turned into model inputs."""
 
 
 class USLUPreprocessor(AbsPreprocessor):

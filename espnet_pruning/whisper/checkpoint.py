@@ -15,11 +15,13 @@ import torch
 from typeguard import typechecked
 from whisper.model import AudioEncoder, ModelDimensions, TextDecoder, Whisper
 
+from espnet_pruning.errors import InputError
+
 #: Standard deviation used to initialise parameters openai-whisper leaves uninitialised.
 POSITIONAL_EMBEDDING_STD = 0.01
 
 
-class WhisperCheckpointError(ValueError):
+class WhisperCheckpointError(InputError):
     """A Whisper checkpoint file is missing, unreadable or does not fit the config."""
 
 

@@ -28,6 +28,8 @@ from typing import Dict, Iterable, List, Sequence, Union
 
 from typeguard import typechecked
 
+from espnet_pruning.errors import InputError
+
 #: Size of Whisper's multilingual vocabulary (and of every token list written here).
 N_VOCAB = 51865
 #: Number of byte-level BPE tokens.
@@ -40,7 +42,7 @@ EOT = "<|endoftext|>"
 NO_TIMESTAMPS = "<|notimestamps|>"
 
 
-class TokenListError(ValueError):
+class TokenListError(InputError):
     """A token list file or an added-token inventory is invalid."""
 
 

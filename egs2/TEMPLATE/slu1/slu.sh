@@ -72,10 +72,12 @@ fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: validating data/{${data_sets// /,}}"
+    _opts=""
     for dset in ${data_sets}; do
         utils/validate_data_dir.sh --no-feats --non-print data/"${dset}"
-        ${python} -m espnet_pruning.bin.check_data --data_dir data/"${dset}" ${spec_opt}
+        _opts+=" --data_dir data/${dset}"
     done
+    ${python} -m espnet_pruning.bin.check_data ${_opts} ${spec_opt}
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
@@ -101,9 +103,12 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     if [ -f "${token_list}" ]; then
         log "Stage 4: ${token_list} exists, skipped"
     else
-        log "Stage 4: token list from ${dumpdir}/raw/${train_set}"
-        ${python} -m espnet_pruning.bin.uslu_token_list ${spec_opt} \
-            --data_dir "${dumpdir}/raw/${train_set}" --output "${token_list}"
+        # Labels of every set: the label inventory is the task's, and a valid/test label
+        # missing from the token list would be split into BPE pieces.
+        log "Stage 4: token list from the labels of ${dumpdir}/raw/{${data_sets// /,}}"
+        _opts=""
+        for dset in ${data_sets}; do _opts+=" --data_dir ${dumpdir}/raw/${dset}"; done
+        ${python} -m espnet_pruning.bin.uslu_token_list ${spec_opt} ${_opts} --output "${token_list}"
     fi
 fi
 

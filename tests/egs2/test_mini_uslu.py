@@ -1,0 +1,66 @@
+"""The mini recipe end to end in a short configuration (CI), in a scratch copy."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "egs2" / "mini_uslu" / "slu1"
+TASKS = [
+    "er_iemocap", "ic_slurp", "asr_librispeech", "ic_fsc", "ic_snips", "ner_slurp",
+    "scr_speechcommands",
+]
+SHORT = [
+    "--local_data_opts", "--n_train 4 --n_valid 2 --n_test 3 --n_cl 2",
+    "--train_args", "--max_epoch 2 --batch_size 8",
+]
+
+
+def scratch_recipe(tmp: Path) -> Path:
+    """A recipe dir whose data/dump/exp live in ``tmp``; code is linked, not copied."""
+    (tmp / "egs2" / "mini_uslu").mkdir(parents=True)
+    (tmp / "egs2" / "TEMPLATE").symlink_to(ROOT / "egs2" / "TEMPLATE")
+    (tmp / "tools").symlink_to(ROOT / "tools")
+    recipe = tmp / "egs2" / "mini_uslu" / "slu1"
+    recipe.mkdir()
+    for item in RECIPE.iterdir():
+        if item.name not in ("data", "dump", "exp", "downloads", "RESULTS.md"):
+            (recipe / item.name).symlink_to(
+                os.readlink(item) if item.is_symlink() else item
+            )
+    return recipe
+
+
+def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
+    return subprocess.run(
+        ["./run.sh", *args], cwd=recipe, capture_output=True, text=True, env=env,
+        timeout=1200,
+    )
+
+
+@pytest.mark.skipif(not (ROOT / "tools" / "espnet").is_dir(), reason="make -C tools first")
+def test_mini_recipe_short_configuration(tmp_path):
+    recipe = scratch_recipe(tmp_path)
+    proc = run_recipe(recipe, *SHORT)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    results = json.loads((recipe / "exp" / "uslu_train_uslu" / "results.json").read_text())
+    rows = {r["task"]: r for r in results["results"]}
+    assert sorted(rows) == sorted(TASKS)
+    assert all(r["n"] == 3 for r in rows.values())
+    assert rows["asr_librispeech"]["metric"] == "wer"
+    assert rows["ic_snips"]["metric"] == "macro_f1"
+    assert rows["ner_slurp"]["metric"] == "slu_f1"
+    md = (recipe / "RESULTS.md").read_text()
+    assert all(f"|{t}|test_{t}|" in md for t in TASKS)
+
+    # A second run skips every stage's finished work.
+    again = run_recipe(recipe, *SHORT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout + again.stderr
+    assert "Stage 4: dump/token_list/tokens.txt exists, skipped" in out
+    assert "exp/uslu_train_uslu done, skipped" in out
+    assert "decode_test_er_iemocap done, skipped" in out
