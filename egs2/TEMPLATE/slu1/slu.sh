@@ -23,6 +23,7 @@ stop_stage=9
 nj=4                  # parallel jobs of data formatting
 inference_nj=4        # parallel decoding jobs per test set
 ngpu=0                # GPUs for training (0: CPU)
+train_threads=1       # CPU threads of a training job (path.sh sets 1 for every other job)
 num_nodes=1
 gpu_inference=false
 python=python3
@@ -144,7 +145,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     else
         log "Stage 6: training ${uslu_exp} (log: ${uslu_exp}/train.log; resumes after a kill)"
         mkdir -p "${uslu_exp}"
-        ${python} -m espnet2.bin.launch \
+        OMP_NUM_THREADS=${train_threads} ${python} -m espnet2.bin.launch \
             --cmd "${cuda_cmd} --name uslu_${tag}" \
             --log "${uslu_exp}/train.log" \
             --ngpu "${ngpu}" --num_nodes "${num_nodes}" \

@@ -9,7 +9,7 @@ test_sets="test_er_iemocap test_ic_slurp test_asr_librispeech test_ic_fsc test_i
 
 export USLU_RUN_COMMAND="cd egs2/mini_uslu/slu1 && ./run.sh $*"
 ./slu.sh \
-    --nj 2 --inference_nj 2 --ngpu 0 \
+    --nj 2 --inference_nj 2 --ngpu 0 --train_threads 2 \
     --train_set "${train_set}" --valid_set "${valid_set}" --test_sets "${test_sets}" \
     --train_config conf/train_uslu.yaml --decode_config conf/decode.yaml \
     --inference_model valid.acc.best.pth "$@"
