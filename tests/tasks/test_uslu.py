@@ -138,6 +138,11 @@ def test_task_iterator_trains_blocks_of_selected_tasks(tiny_data, tmp_path):
         *train_args(tiny_data, tmp_path / "exp", config, tiny_data / "tokens.txt"),
     )
     # 2 rounds x 2 tasks x 2 batches; validation sees the two tasks only.
-    assert "[train] task schedule: er_iemocap 2 batches, ic_fsc 2 batches; blocks of 2" in proc.stderr
-    assert "[valid] task schedule: er_iemocap 1 batches, ic_fsc 1 batches" in proc.stderr
+    assert (
+        "[train] task schedule: er_iemocap 2 batches, ic_fsc 2 batches; blocks of 2"
+        in proc.stderr
+    )
+    assert (
+        "[valid] task schedule: er_iemocap 1 batches, ic_fsc 1 batches" in proc.stderr
+    )
     assert "total_count=8" in proc.stderr

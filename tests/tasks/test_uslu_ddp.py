@@ -28,12 +28,23 @@ def test_two_process_ddp_matches_single_process(tiny_data, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     ddp = subprocess.run(
         [
-            str(torchrun), "--nproc_per_node", "2", "--master_port", str(free_port()),
-            "-m", "espnet_pruning.bin.uslu_train",
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "espnet_pruning.bin.uslu_train",
             *train_args(tiny_data, tmp_path / "ddp", config, tokens),
-            "--multiprocessing_distributed", "false", "--dist_backend", "gloo",
+            "--multiprocessing_distributed",
+            "false",
+            "--dist_backend",
+            "gloo",
         ],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert ddp.returncode == 0, ddp.stderr[-5000:]
     assert "[vm:0/2]" in ddp.stderr or ":0/2]" in ddp.stderr  # rank 0 of world size 2
