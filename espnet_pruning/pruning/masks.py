@@ -1,0 +1,352 @@
+"""A validated set of binary masks, one per task, over the same named tensors.
+
+Masks are plain bool tensors held by :class:`MaskSet` (never module buffers or
+parameters), so they stay out of a model's ``state_dict`` (checkpoint keys stay ESPnet's,
+checkpoint averaging never touches them) and out of DDP's buffer broadcast. In memory
+one mask costs one byte per prunable weight; on disk one bit
+(:mod:`espnet_pruning.pruning.storage`).
+
+Tensor names are kept **sorted**: that is the global order used for tie-breaking and
+for the layout of mask files.
+"""
+
+import re
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+from typeguard import typechecked
+
+from espnet_pruning.errors import InputError
+from espnet_pruning.pruning.scope import PruningScope, prunable_parameter_names
+
+TASK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+#: One task's mask: tensor name → bool tensor.
+Mask = Dict[str, torch.Tensor]
+
+
+class MaskError(InputError):
+    """A mask has a wrong task name, tensor name, shape or value; the message names it."""
+
+
+@typechecked
+def check_task_name(task: str) -> str:
+    """Return ``task`` if it is a valid task name (``[A-Za-z0-9_.-]+``).
+
+    Args:
+        task: Candidate task name (also used in mask file names).
+
+    Returns:
+        ``task`` unchanged.
+
+    Raises:
+        MaskError: If the name is empty or has other characters.
+    """
+    if not TASK_NAME.fullmatch(task) or task in (".", ".."):
+        raise MaskError(f"invalid task name {task!r}: use [A-Za-z0-9_.-]+")
+    return task
+
+
+def _as_bool_mask(
+    name: str, value: torch.Tensor, shape: Tuple[int, ...], where: str
+) -> torch.Tensor:
+    """Validate one mask tensor and return it as a bool tensor (a copy only if needed)."""
+    if not isinstance(value, torch.Tensor):
+        raise MaskError(
+            f"{where}mask {name!r} is a {type(value).__name__}, not a tensor"
+        )
+    if tuple(value.shape) != shape:
+        raise MaskError(
+            f"{where}mask {name!r} has shape {tuple(value.shape)}, expected {shape}"
+        )
+    if value.dtype == torch.bool:
+        return value
+    if value.is_complex() or not ((value == 0) | (value == 1)).all():
+        raise MaskError(
+            f"{where}mask {name!r} ({value.dtype}) has values other than 0 and 1"
+        )
+    return value != 0
+
+
+class MaskSet:
+    """Binary masks ``m_t`` for tasks ``t`` over a declared set of named tensors.
+
+    A mask bit 1 means "kept" (the weight belongs to the task's subnetwork).
+
+    Args:
+        shapes: Tensor name → shape of every masked tensor.
+        masks: Task → (tensor name → mask); every task must give exactly the names of
+            ``shapes``. Values must be bool or exactly 0/1 (converted to bool).
+        n_model_params: Parameter count of the whole model the masks belong to (needed
+            for Param%); ``None`` if unknown.
+
+    Raises:
+        MaskError: A task name, tensor name, shape or value is invalid; the message
+            names the task and the tensor.
+
+    Examples:
+        >>> ms = MaskSet.ones(["asr", "ic"], {"w": (2, 2), "v": (3,)})
+        >>> ms.names, ms.kept("asr"), ms.numel()
+        (('v', 'w'), 7, 7)
+        >>> ms.set_mask("ic", {"w": torch.eye(2), "v": torch.ones(3)})
+        >>> ms.density("ic")
+        0.7142857142857143
+    """
+
+    __hash__ = None  # mutable
+
+    @typechecked
+    def __init__(
+        self,
+        shapes: Mapping[str, Sequence[int]],
+        masks: Mapping[str, Mapping[str, torch.Tensor]],
+        n_model_params: Optional[int] = None,
+    ):
+        if not shapes:
+            raise MaskError("a mask set needs at least one tensor")
+        self._shapes: Dict[str, Tuple[int, ...]] = {}
+        for name in sorted(shapes):
+            shape = tuple(int(s) for s in shapes[name])
+            if not name or any(s < 0 for s in shape):
+                raise MaskError(f"invalid tensor {name!r} with shape {shape}")
+            self._shapes[name] = shape
+        numel = self.numel()
+        if n_model_params is not None and n_model_params < numel:
+            raise MaskError(
+                f"n_model_params={n_model_params} is smaller than the "
+                f"{numel} masked weights"
+            )
+        self.n_model_params = n_model_params
+        # Validate everything before storing anything (failure atomicity).
+        validated = {str(t): self._validated(t, m) for t, m in masks.items()}
+        self._masks: Dict[str, Mask] = validated
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    @typechecked
+    def ones(
+        cls,
+        tasks: Iterable[str],
+        shapes: Mapping[str, Sequence[int]],
+        n_model_params: Optional[int] = None,
+    ) -> "MaskSet":
+        """All-ones (dense) masks for ``tasks``.
+
+        Args:
+            tasks: Task names.
+            shapes: Tensor name → shape.
+            n_model_params: Parameter count of the whole model, if known.
+
+        Returns:
+            The mask set.
+        """
+        ms = cls(shapes, {}, n_model_params)
+        for task in tasks:
+            ms.add_task(task)
+        return ms
+
+    @classmethod
+    @typechecked
+    def from_model(
+        cls, model: nn.Module, scope: PruningScope, tasks: Iterable[str]
+    ) -> "MaskSet":
+        """All-ones masks over the prunable parameters of ``model``.
+
+        Args:
+            model: The shared model.
+            scope: Which parameters are prunable.
+            tasks: Task names.
+
+        Returns:
+            The mask set; ``n_model_params`` is the number of elements of all (unique)
+            parameters of ``model``.
+
+        Raises:
+            ValueError: If ``scope`` leaves nothing prunable.
+        """
+        params = dict(model.named_parameters())
+        names = prunable_parameter_names(model, scope)
+        shapes = {n: tuple(params[n].shape) for n in names}
+        return cls.ones(tasks, shapes, sum(p.numel() for p in params.values()))
+
+    # ----------------------------------------------------------------- validation
+    def _validated(self, task: str, mask: Mapping[str, torch.Tensor]) -> Mask:
+        check_task_name(task)
+        where = f"task {task!r}: "
+        missing = [n for n in self._shapes if n not in mask]
+        extra = sorted(n for n in mask if n not in self._shapes)
+        if missing or extra:
+            raise MaskError(
+                f"{where}mask tensors do not match the declared names; "
+                f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, "
+                f"unexpected {extra[:10]}{'...' if len(extra) > 10 else ''}"
+            )
+        return {
+            n: _as_bool_mask(n, mask[n], shape, where)
+            for n, shape in self._shapes.items()
+        }
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def tasks(self) -> Tuple[str, ...]:
+        """Task names in insertion order."""
+        return tuple(self._masks)
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        """Masked tensor names, sorted (the global order)."""
+        return tuple(self._shapes)
+
+    @property
+    def shapes(self) -> Dict[str, Tuple[int, ...]]:
+        """Tensor name → shape, in :attr:`names` order (a copy)."""
+        return dict(self._shapes)
+
+    def __contains__(self, task: object) -> bool:
+        return task in self._masks
+
+    def __len__(self) -> int:
+        return len(self._masks)
+
+    def __repr__(self) -> str:
+        dens = ", ".join(f"{t}: {self.density(t):.4f}" for t in self.tasks)
+        return (
+            f"MaskSet({len(self._shapes)} tensors, {self.numel()} weights, "
+            f"density {{{dens}}})"
+        )
+
+    # ----------------------------------------------------------------- access
+    def _get(self, task: str) -> Mask:
+        try:
+            return self._masks[task]
+        except KeyError:
+            raise MaskError(
+                f"no mask for task {task!r}; known tasks: {list(self._masks)}"
+            ) from None
+
+    @typechecked
+    def mask(self, task: str) -> Mask:
+        """The mask of ``task`` (a new dict; the tensors are shared, do not mutate).
+
+        Raises:
+            MaskError: If the task is unknown.
+        """
+        return dict(self._get(task))
+
+    @typechecked
+    def set_mask(self, task: str, mask: Mapping[str, torch.Tensor]) -> None:
+        """Replace (or add) the mask of ``task`` after validating it.
+
+        Raises:
+            MaskError: If the mask is invalid; the set is then unchanged.
+        """
+        self._masks[task] = self._validated(task, mask)
+
+    @typechecked
+    def add_task(
+        self, task: str, mask: Optional[Mapping[str, torch.Tensor]] = None
+    ) -> None:
+        """Add a task with ``mask`` (all ones if ``None``).
+
+        Raises:
+            MaskError: If the task exists already or the mask is invalid.
+        """
+        if task in self._masks:
+            raise MaskError(f"task {task!r} exists already")
+        if mask is None:
+            mask = {n: torch.ones(s, dtype=torch.bool) for n, s in self._shapes.items()}
+        self._masks[task] = self._validated(task, mask)
+
+    @typechecked
+    def remove_task(self, task: str) -> None:
+        """Drop the mask of ``task``.
+
+        Raises:
+            MaskError: If the task is unknown.
+        """
+        self._get(task)
+        del self._masks[task]
+
+    # ----------------------------------------------------------------- counts
+    def numel(self) -> int:
+        """Number of masked (prunable) weights."""
+        total = 0
+        for shape in self._shapes.values():
+            n = 1
+            for s in shape:
+                n *= s
+            total += n
+        return total
+
+    @typechecked
+    def kept_per_tensor(self, task: str) -> Dict[str, int]:
+        """Tensor name → number of kept weights of ``task``."""
+        return {n: int(m.sum()) for n, m in self._get(task).items()}
+
+    @typechecked
+    def kept(self, task: str) -> int:
+        """Number of weights kept by ``task``'s mask."""
+        return sum(self.kept_per_tensor(task).values())
+
+    @typechecked
+    def density(self, task: str) -> float:
+        """Kept fraction of the masked weights (1 - sparsity)."""
+        n = self.numel()
+        return self.kept(task) / n if n else 1.0
+
+    # ----------------------------------------------------------------- misc
+    @typechecked
+    def to(self, device: Union[str, torch.device]) -> "MaskSet":
+        """A new mask set with every mask on ``device``."""
+        device = torch.device(device)
+        moved = {
+            t: {n: m.to(device) for n, m in mask.items()}
+            for t, mask in self._masks.items()
+        }
+        return MaskSet(self._shapes, moved, self.n_model_params)
+
+    @typechecked
+    def check_compatible(
+        self, model_or_shapes: Union[nn.Module, Mapping[str, Sequence[int]]]
+    ) -> None:
+        """Check that every masked tensor exists with the same shape.
+
+        Args:
+            model_or_shapes: A model (its named parameters are checked) or a mapping of
+                tensor name → shape. Extra names there are fine.
+
+        Raises:
+            MaskError: Listing the names that are missing and the shapes that differ.
+        """
+        if isinstance(model_or_shapes, nn.Module):
+            shapes = {n: tuple(p.shape) for n, p in model_or_shapes.named_parameters()}
+        else:
+            shapes = {n: tuple(int(x) for x in s) for n, s in model_or_shapes.items()}
+        missing = [n for n in self._shapes if n not in shapes]
+        wrong = [
+            f"{n}: mask {s} vs {shapes[n]}"
+            for n, s in self._shapes.items()
+            if n in shapes and shapes[n] != s
+        ]
+        if missing or wrong:
+            raise MaskError(
+                "masks do not fit the model: "
+                + (f"missing tensors {missing}; " if missing else "")
+                + (f"shape mismatches [{'; '.join(wrong)}]" if wrong else "")
+            )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MaskSet):
+            return NotImplemented
+        if (
+            self._shapes != other._shapes
+            or self.n_model_params != other.n_model_params
+            or set(self._masks) != set(other._masks)
+        ):
+            return False
+        return all(
+            torch.equal(m.cpu(), other._masks[t][n].cpu())
+            for t, mask in self._masks.items()
+            for n, m in mask.items()
+        )

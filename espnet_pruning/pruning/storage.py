@@ -1,0 +1,356 @@
+"""Mask sets on disk: one bit per weight per task, a JSON manifest, atomic replacement.
+
+Layout of a mask directory::
+
+    manifest.json     format name and version, bit order, tasks, tensor names (sorted)
+                      and shapes, n_model_params, and per task: file name, n_total,
+                      n_kept, kept count per tensor (in name order), sha256 of the file
+    <task>.mask       the task's masks concatenated in manifest order, each flattened
+                      row-major, packed 8 per byte with ``numpy.packbits(...,
+                      bitorder="little")``: element ``i`` is bit ``i % 8`` (least
+                      significant first) of byte ``i // 8``; unused bits of the last
+                      byte are 0. Size: exactly ``ceil(n_total / 8)`` bytes.
+
+No pickle anywhere; loading validates sizes, checksums and counts and raises
+:class:`MaskFileError` naming the file. :func:`save_masks` writes into a temporary
+sibling directory and renames it into place, so readers never see a half-written set
+and an existing set is replaced only after the new one is complete.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from typeguard import typechecked
+
+from espnet_pruning.errors import InputError
+from espnet_pruning.pruning.masks import MaskError, MaskSet, check_task_name
+
+FORMAT = "espnet_pruning.masks"
+VERSION = 1
+MANIFEST = "manifest.json"
+BITORDER = "little"
+SUFFIX = ".mask"
+
+#: Elements packed/unpacked at a time (a multiple of 8 keeps byte alignment).
+_CHUNK = 1 << 24
+
+
+class MaskFileError(InputError):
+    """A mask directory or file is missing, corrupt or does not fit; names the file."""
+
+
+def _flat_pieces(maskset: MaskSet, task: str) -> Iterator[np.ndarray]:
+    """The task's masks in manifest order as flat uint8 0/1 pieces."""
+    for name, m in maskset.mask(task).items():
+        flat = m.detach().reshape(-1)
+        for start in range(0, flat.numel(), _CHUNK):
+            yield flat[start : start + _CHUNK].cpu().numpy().view(np.uint8)
+
+
+def _write_packed(path: Path, pieces: Iterator[np.ndarray]) -> str:
+    """Pack 0/1 pieces into ``path`` bit by bit; returns the sha256 hex digest."""
+    digest = hashlib.sha256()
+    carry = np.zeros(0, dtype=np.uint8)
+    with open(path, "wb") as f:
+        for piece in pieces:
+            if carry.size:
+                piece = np.concatenate([carry, piece])
+            whole = piece.size - piece.size % 8
+            data = np.packbits(piece[:whole], bitorder=BITORDER).tobytes()
+            digest.update(data)
+            f.write(data)
+            carry = piece[whole:].copy()
+        if carry.size:
+            data = np.packbits(carry, bitorder=BITORDER).tobytes()
+            digest.update(data)
+            f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return digest.hexdigest()
+
+
+def _manifest(maskset: MaskSet, files: Dict[str, str], digests: Dict[str, str]) -> dict:
+    per_task = {}
+    for task in maskset.tasks:
+        counts = maskset.kept_per_tensor(task)
+        per_task[task] = {
+            "file": files[task],
+            "n_total": maskset.numel(),
+            "n_kept": sum(counts.values()),
+            "per_tensor": [counts[n] for n in maskset.names],
+            "sha256": digests[task],
+        }
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "bitorder": BITORDER,
+        "tasks": list(maskset.tasks),
+        "names": list(maskset.names),
+        "shapes": [list(s) for s in maskset.shapes.values()],
+        "n_model_params": maskset.n_model_params,
+        "masks": per_task,
+    }
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@typechecked
+def save_masks(maskset: MaskSet, directory: Union[str, Path]) -> Path:
+    """Write ``maskset`` to ``directory`` atomically (replacing an existing mask set).
+
+    Args:
+        maskset: The masks.
+        directory: Target directory. It must not exist, be empty, or hold a mask set
+            (a directory with a ``manifest.json``), which is replaced.
+
+    Returns:
+        The directory.
+
+    Raises:
+        MaskFileError: If ``directory`` exists and is neither empty nor a mask set.
+        OSError: If writing fails; an existing mask set is then left intact.
+
+    Examples:
+        >>> import tempfile
+        >>> ms = MaskSet.ones(["asr"], {"w": (3, 5)})
+        >>> d = save_masks(ms, Path(tempfile.mkdtemp()) / "masks")
+        >>> (d / "asr.mask").stat().st_size, load_masks(d) == ms
+        (2, True)
+    """
+    directory = Path(directory)
+    if directory.exists() and (
+        not directory.is_dir()
+        or (any(directory.iterdir()) and not (directory / MANIFEST).is_file())
+    ):
+        raise MaskFileError(
+            f"{directory} exists and is not a mask directory; refusing to replace it"
+        )
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        files, digests = {}, {}
+        for task in maskset.tasks:
+            files[task] = task + SUFFIX
+            digests[task] = _write_packed(
+                tmp / files[task], _flat_pieces(maskset, task)
+            )
+        with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
+            json.dump(_manifest(maskset, files, digests), f, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        old = None
+        if directory.exists():
+            # Two renames: the old set is moved aside only once the new one is whole.
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent)
+            )
+            os.rename(directory, old / "set")
+        try:
+            os.rename(tmp, directory)
+        except BaseException:
+            if old is not None:
+                os.rename(old / "set", directory)
+            raise
+        _fsync_dir(directory.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+# --------------------------------------------------------------------- loading
+def _read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise MaskFileError(f"mask directory {directory} does not exist")
+    if not path.is_file():
+        raise MaskFileError(f"{path}: missing manifest")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MaskFileError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise MaskFileError(f"{path}: not a {FORMAT} manifest")
+    if manifest.get("version") != VERSION:
+        raise MaskFileError(
+            f"{path}: format version {manifest.get('version')!r} is not supported "
+            f"(expected {VERSION})"
+        )
+    try:
+        _check_manifest(manifest)
+    except (KeyError, TypeError, ValueError) as e:
+        raise MaskFileError(f"{path}: malformed manifest ({e!r})") from None
+    return manifest
+
+
+def _check_manifest(m: dict) -> None:
+    if m["bitorder"] != BITORDER:
+        raise ValueError(f"bitorder {m['bitorder']!r}")
+    names, shapes, tasks = m["names"], m["shapes"], m["tasks"]
+    if not (isinstance(names, list) and isinstance(shapes, list)):
+        raise TypeError("names and shapes must be lists")
+    if len(names) != len(shapes) or names != sorted(set(names)):
+        raise ValueError("names must be sorted, unique and match shapes")
+    for s in shapes:
+        if not isinstance(s, list) or not all(isinstance(x, int) and x >= 0 for x in s):
+            raise ValueError(f"bad shape {s!r}")
+    n_params = m["n_model_params"]
+    if n_params is not None and not isinstance(n_params, int):
+        raise TypeError("n_model_params must be an int or null")
+    if not isinstance(tasks, list) or set(tasks) != set(m["masks"]):
+        raise ValueError("tasks do not match the per-task entries")
+    for task in tasks:
+        check_task_name(task)
+        entry = m["masks"][task]
+        if entry["file"] != task + SUFFIX:
+            raise ValueError(f"unexpected file name {entry['file']!r}")
+        if len(entry["per_tensor"]) != len(names):
+            raise ValueError(f"task {task}: per_tensor has the wrong length")
+        for key in ("n_total", "n_kept"):
+            if not isinstance(entry[key], int):
+                raise TypeError(f"task {task}: {key} must be an int")
+        if not isinstance(entry["sha256"], str):
+            raise TypeError(f"task {task}: sha256 must be a string")
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _read_task(
+    directory: Path, task: str, entry: dict, shapes: Dict[str, Tuple[int, ...]]
+) -> Dict[str, torch.Tensor]:
+    path = directory / entry["file"]
+    n_total = sum(_numel(s) for s in shapes.values())
+    if entry["n_total"] != n_total:
+        raise MaskFileError(
+            f"{path}: manifest n_total {entry['n_total']} != {n_total} from the shapes"
+        )
+    if not path.is_file():
+        raise MaskFileError(f"{path}: missing mask file for task {task!r}")
+    expected = (n_total + 7) // 8
+    size = path.stat().st_size
+    if size != expected:
+        kind = "truncated" if size < expected else "oversized"
+        raise MaskFileError(f"{path}: {kind} file ({size} bytes, expected {expected})")
+    data = np.fromfile(path, dtype=np.uint8)
+    if hashlib.sha256(data.tobytes()).hexdigest() != entry["sha256"]:
+        raise MaskFileError(f"{path}: checksum mismatch (corrupt file)")
+    if n_total % 8 and data[-1] >> (n_total % 8):
+        raise MaskFileError(f"{path}: non-zero padding bits")
+    masks, offset = {}, 0
+    for (name, shape), want in zip(shapes.items(), entry["per_tensor"]):
+        n = _numel(shape)
+        first, last = offset // 8, (offset + n + 7) // 8
+        bits = np.unpackbits(data[first:last], bitorder=BITORDER)
+        bits = bits[offset - 8 * first : offset - 8 * first + n]
+        m = torch.from_numpy(bits.astype(np.bool_)).view(shape)
+        kept = int(m.sum())
+        if kept != want:
+            raise MaskFileError(
+                f"{path}: tensor {name} has {kept} kept weights, manifest says {want}"
+            )
+        masks[name] = m
+        offset += n
+    if sum(entry["per_tensor"]) != entry["n_kept"]:
+        raise MaskFileError(f"{path}: kept count mismatch with the manifest n_kept")
+    return masks
+
+
+@typechecked
+def load_masks(
+    directory: Union[str, Path],
+    expected_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    tasks: Optional[Sequence[str]] = None,
+) -> MaskSet:
+    """Read a mask set written by :func:`save_masks`.
+
+    Args:
+        directory: The mask directory.
+        expected_shapes: If given, the tensor names and shapes the masks must have
+            (e.g. the prunable parameters of the model they are meant for).
+        tasks: Load only these tasks (all if None).
+
+    Returns:
+        The mask set (masks on CPU).
+
+    Raises:
+        MaskFileError: For a missing manifest or file, invalid JSON, an unsupported
+            format version, a truncated or oversized file, a checksum or kept-count
+            mismatch, an unknown task, or masks that do not fit ``expected_shapes``;
+            the message names the file (or the first mismatching tensor).
+    """
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    shapes = {n: tuple(s) for n, s in zip(manifest["names"], manifest["shapes"])}
+    if expected_shapes is not None:
+        _check_expected(directory / MANIFEST, shapes, expected_shapes)
+    wanted = manifest["tasks"] if tasks is None else list(tasks)
+    unknown = [t for t in wanted if t not in manifest["masks"]]
+    if unknown:
+        raise MaskFileError(
+            f"{directory / MANIFEST}: no masks for tasks {unknown}; "
+            f"has {manifest['tasks']}"
+        )
+    masks = {t: _read_task(directory, t, manifest["masks"][t], shapes) for t in wanted}
+    try:
+        return MaskSet(shapes, masks, manifest["n_model_params"])
+    except MaskError as e:
+        raise MaskFileError(f"{directory / MANIFEST}: {e}") from None
+
+
+def _check_expected(
+    path: Path,
+    shapes: Dict[str, Tuple[int, ...]],
+    expected: Mapping[str, Sequence[int]],
+) -> None:
+    expected = {n: tuple(int(x) for x in s) for n, s in expected.items()}
+    for name in sorted(set(shapes) | set(expected)):
+        if name not in expected:
+            raise MaskFileError(f"{path}: masks tensor {name} the model does not have")
+        if name not in shapes:
+            raise MaskFileError(f"{path}: no mask for the model's tensor {name}")
+        if shapes[name] != expected[name]:
+            raise MaskFileError(
+                f"{path}: tensor {name} has shape {shapes[name]}, "
+                f"the model's is {expected[name]}"
+            )
+
+
+@typechecked
+def mask_file_paths(directory: Union[str, Path]) -> List[Path]:
+    """The files of a mask set (manifest first), e.g. for copying or hashing.
+
+    Raises:
+        MaskFileError: If the manifest is missing or invalid.
+    """
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    return [directory / MANIFEST] + [
+        directory / manifest["masks"][t]["file"] for t in manifest["tasks"]
+    ]

@@ -1,0 +1,211 @@
+import json
+import math
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from pruning_testlib import random_mask, tiny_whisper
+
+from espnet_pruning.pruning import storage
+from espnet_pruning.pruning.masks import MaskSet
+from espnet_pruning.pruning.scope import PruningScope
+from espnet_pruning.pruning.storage import MaskFileError, load_masks, save_masks
+
+
+def _maskset(tasks=("er", "ic", "asr")):
+    model = tiny_whisper()
+    ms = MaskSet.from_model(model, PruningScope(), tasks)
+    params = dict(model.named_parameters())
+    for i, t in enumerate(tasks):
+        ms.set_mask(
+            t, random_mask({n: params[n] for n in ms.names}, 0.2 + 0.1 * i, seed=i)
+        )
+    return model, ms
+
+
+def test_round_trip_and_size(tmp_path):  # P11
+    model, ms = _maskset()
+    d = save_masks(ms, tmp_path / "masks")
+    loaded = load_masks(
+        d,
+        expected_shapes={
+            n: p.shape for n, p in model.named_parameters() if n in ms.names
+        },
+    )
+    assert loaded == ms and loaded.names == ms.names and loaded.tasks == ms.tasks
+    n = ms.numel()
+    for t in ms.tasks:
+        assert (d / f"{t}.mask").stat().st_size == math.ceil(n / 8)
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert manifest["names"] == list(ms.names)
+    assert manifest["masks"]["ic"]["n_kept"] == ms.kept("ic")
+    assert manifest["masks"]["ic"]["per_tensor"] == [
+        ms.kept_per_tensor("ic")[x] for x in ms.names
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["masks"]  # no temporary leftovers
+    assert load_masks(d, tasks=["asr"]).tasks == ("asr",)
+
+
+def test_bit_order_is_documented_little_endian(tmp_path):
+    ms = MaskSet(
+        {"a": (3,), "b": (2, 3)},
+        {
+            "t": {
+                "a": torch.tensor([1, 0, 0]),
+                "b": torch.tensor([[0, 1, 1], [0, 0, 1]]),
+            }
+        },
+    )
+    d = save_masks(ms, tmp_path / "m")
+    # Flat order a[0..2], b[0,0..2], b[1,0..2]: 1 0 0 0 1 1 0 0 | 1 → LSB first.
+    assert (d / "t.mask").read_bytes() == bytes([0b00110001, 0b00000001])
+
+
+def test_replace_existing_set_atomically(tmp_path, monkeypatch):  # P15
+    _, ms = _maskset()
+    d = save_masks(ms, tmp_path / "masks")
+    _, other = _maskset(("x",))
+    save_masks(other, d)
+    assert load_masks(d) == other
+    assert sorted(os.listdir(d)) == ["manifest.json", "x.mask"]
+    # A failure half-way leaves the previous set intact and no temporary directory.
+    calls = []
+
+    def failing(path, pieces):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return original(path, pieces)
+
+    original = storage._write_packed
+    monkeypatch.setattr(storage, "_write_packed", failing)
+    with pytest.raises(OSError, match="disk full"):
+        save_masks(ms, d)
+    assert load_masks(d) == other
+    assert sorted(os.listdir(tmp_path)) == ["masks"]
+
+
+def test_refuses_to_replace_a_non_mask_directory(tmp_path):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "valid.acc.best.pth").write_bytes(b"x")
+    with pytest.raises(MaskFileError, match="not a mask directory"):
+        save_masks(MaskSet.ones(["t"], {"w": (2,)}), tmp_path / "exp")
+    assert (tmp_path / "exp" / "valid.acc.best.pth").exists()
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model, ms = _maskset()
+    return model, ms, save_masks(ms, tmp_path / "masks")
+
+
+def test_missing_manifest(saved):
+    _, _, d = saved
+    (d / "manifest.json").unlink()
+    with pytest.raises(MaskFileError, match="manifest.json: missing manifest"):
+        load_masks(d)
+    with pytest.raises(MaskFileError, match="does not exist"):
+        load_masks(d / "nope")
+
+
+def test_missing_file(saved):
+    _, _, d = saved
+    (d / "ic.mask").unlink()
+    with pytest.raises(MaskFileError, match="ic.mask: missing mask file"):
+        load_masks(d)
+
+
+def test_truncated_and_oversized(saved):
+    _, _, d = saved
+    data = (d / "er.mask").read_bytes()
+    (d / "er.mask").write_bytes(data[:-1])
+    with pytest.raises(MaskFileError, match="er.mask: truncated"):
+        load_masks(d)
+    (d / "er.mask").write_bytes(data + b"\0")
+    with pytest.raises(MaskFileError, match="er.mask: oversized"):
+        load_masks(d)
+
+
+def test_flipped_byte_fails_checksum(saved):
+    _, _, d = saved
+    data = bytearray((d / "asr.mask").read_bytes())
+    data[10] ^= 0x04
+    (d / "asr.mask").write_bytes(bytes(data))
+    with pytest.raises(MaskFileError, match="asr.mask: checksum mismatch"):
+        load_masks(d)
+
+
+def _edit_manifest(d, fn):
+    m = json.loads((d / "manifest.json").read_text())
+    fn(m)
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+def test_bad_json_version_and_counts(saved):
+    _, _, d = saved
+    text = (d / "manifest.json").read_text()
+    (d / "manifest.json").write_text(text[:-20])
+    with pytest.raises(MaskFileError, match="manifest.json: invalid JSON"):
+        load_masks(d)
+    (d / "manifest.json").write_text(text)
+    _edit_manifest(d, lambda m: m.update(version=99))
+    with pytest.raises(MaskFileError, match="format version 99"):
+        load_masks(d)
+    (d / "manifest.json").write_text(text)
+
+    def wrong_count(m):
+        m["masks"]["ic"]["per_tensor"][3] += 1
+
+    _edit_manifest(d, wrong_count)
+    with pytest.raises(MaskFileError, match="ic.mask: tensor .* manifest says"):
+        load_masks(d)
+    (d / "manifest.json").write_text(text)
+    _edit_manifest(d, lambda m: m["masks"]["er"].update(n_kept=1))
+    with pytest.raises(MaskFileError, match="er.mask: kept count mismatch"):
+        load_masks(d)
+    (d / "manifest.json").write_text(text)
+    _edit_manifest(d, lambda m: m.update(names=m["names"][::-1]))
+    with pytest.raises(MaskFileError, match="malformed manifest"):
+        load_masks(d)
+
+
+def test_masks_for_another_model(saved):
+    _, _, d = saved
+    other = tiny_whisper(n_text_state=24)
+    shapes = {
+        n: p.shape for n, p in other.named_parameters() if n in load_masks(d).names
+    }
+    with pytest.raises(
+        MaskFileError, match="decoder.blocks.0.attn.key.weight has shape"
+    ):
+        load_masks(d, expected_shapes=shapes)
+    shapes = {**load_masks(d).shapes, "encoder.extra.weight": (2, 2)}
+    with pytest.raises(
+        MaskFileError, match="no mask for the model's tensor encoder.extra"
+    ):
+        load_masks(d, expected_shapes=shapes)
+
+
+def test_no_pickle_and_model_unaffected(saved):  # P11
+    model, ms, d = saved
+    for path in d.iterdir():
+        assert not path.read_bytes().startswith(b"\x80")  # not a pickle stream
+    keys = list(model.state_dict())
+    pickle.loads(pickle.dumps(model))
+    assert list(model.state_dict()) == keys
+
+
+def test_large_odd_sized_tensors_stream(tmp_path, monkeypatch):
+    # Tensors larger than a packing chunk and not multiples of 8.
+    monkeypatch.setattr(storage, "_CHUNK", 16)
+    g = torch.Generator().manual_seed(0)
+    shapes = {"a": (37,), "b": (5, 7), "c": (3,)}
+    ms = MaskSet(
+        shapes, {"t": {n: torch.rand(s, generator=g) > 0.5 for n, s in shapes.items()}}
+    )
+    d = save_masks(ms, tmp_path / "m")
+    assert load_masks(d) == ms
+    flat = np.concatenate([ms.mask("t")[n].reshape(-1).numpy() for n in sorted(shapes)])
+    assert (d / "t.mask").read_bytes() == np.packbits(flat, bitorder="little").tobytes()
