@@ -107,14 +107,22 @@ class ESPnetUSLUModel(AbsESPnetModel):
         self._masks, self._mask_cache, self._restriction = None, {}, None
 
     def task_mask(self, task: str, device: torch.device) -> Dict[str, torch.Tensor]:
-        """The task's mask on ``device`` (one task kept there at a time)."""
+        """The task's bool mask on ``device`` (one task kept there at a time)."""
+        return self._cached_masks(task, device)[0]
+
+    def _cached_masks(self, task: str, device: torch.device):
+        # (bool masks, masks cast to the parameters' dtype) for the forward fast path.
+        from espnet_pruning.pruning.apply import cast_masks
+
         if task not in self._masks.tasks:
             raise TaskRoutingError(
-                f"no mask for task {task!r}; the mask set has {', '.join(self._masks.tasks)}"
+                f"no mask for task {task!r}; the mask set has "
+                f"{', '.join(self._masks.tasks)}"
             )
         cached = self._mask_cache.get(task)
-        if cached is None or next(iter(cached.values())).device != device:
-            cached = {n: m.to(device) for n, m in self._masks.mask(task).items()}
+        if cached is None or next(iter(cached[0].values())).device != device:
+            bool_masks = {n: m.to(device) for n, m in self._masks.mask(task).items()}
+            cached = (bool_masks, cast_masks(self, bool_masks))
             self._mask_cache = {task: cached}
         return cached
 
@@ -225,7 +233,7 @@ class ESPnetUSLUModel(AbsESPnetModel):
             )
         task = tasks.pop()
         device = args[0].device
-        mask = self.task_mask(task, device)
+        mask = self._cached_masks(task, device)[1]
         if self.training and self._restriction is not None:
             self._restrict_updates_to(task, device)
         self.last_task = task
