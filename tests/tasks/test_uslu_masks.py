@@ -206,3 +206,44 @@ def test_decoding_a_task_subnetwork(tiny_data, tiny_trained, masks_of_tiny, tmp_
     assert torch.allclose(enc_sub, enc_masked, atol=1e-6)
     assert not torch.allclose(enc_sub, dense.model.encode(speech, lengths)[0])
     assert len(sub(speech[0])) == 1
+
+
+def test_resume_equals_uninterrupted_run(
+    tiny_data, tiny_trained, masks_of_tiny, tmp_path
+):
+    """P12: 1 epoch, stop, --resume to 2 epochs == 2 epochs straight (bitwise, CPU)."""
+
+    def config(max_epoch):
+        return write_train_config(
+            tmp_path / f"c{max_epoch}.yaml",
+            max_epoch=max_epoch,
+            iterator_type="task",
+            task_block_size=1,
+            task_rounds=2,
+            train_tasks=["er_iemocap", "ic_fsc"],
+            optim="adamw",
+            optim_conf=dict(lr=0.003, weight_decay=0.1),
+            update_outside_mask="freeze",
+            keep_nbest_models=2,
+        )
+
+    straight = tmp_path / "straight"
+    run_module(
+        "espnet_pruning.bin.uslu_train",
+        *masked_train_args(tiny_data, tiny_trained, masks_of_tiny, straight, config(2)),
+    )
+    resumed = tmp_path / "resumed"
+    run_module(
+        "espnet_pruning.bin.uslu_train",
+        *masked_train_args(tiny_data, tiny_trained, masks_of_tiny, resumed, config(1)),
+    )
+    proc = run_module(
+        "espnet_pruning.bin.uslu_train",
+        *masked_train_args(tiny_data, tiny_trained, masks_of_tiny, resumed, config(2)),
+        "--resume",
+        "true",
+    )
+    assert "2/2epoch started" in proc.stderr and "1/2epoch started" not in proc.stderr
+    a = torch.load(straight / "2epoch.pth", weights_only=True)
+    b = torch.load(resumed / "2epoch.pth", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
