@@ -33,6 +33,36 @@ def run_module(module: str, *args: str, check: bool = True, timeout: int = 600):
     return proc
 
 
+def run_torchrun(module: str, *args: str, nproc: int = 2):
+    """``torchrun --nproc_per_node nproc -m module args`` on a free local port (gloo)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    return subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            str(port),
+            "-m",
+            module,
+            *args,
+            "--multiprocessing_distributed",
+            "false",
+            "--dist_backend",
+            "gloo",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """train/valid dirs of three tasks plus the token list."""

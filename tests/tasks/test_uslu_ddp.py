@@ -1,20 +1,8 @@
 """Two CPU processes with torchrun and gloo train exactly like one process."""
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import torch
-from conftest import run_module
+from conftest import run_module, run_torchrun
 from tiny import epoch_losses, train_args, write_train_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_process_ddp_matches_single_process(tiny_data, tmp_path):
@@ -24,27 +12,9 @@ def test_two_process_ddp_matches_single_process(tiny_data, tmp_path):
         "espnet_pruning.bin.uslu_train",
         *train_args(tiny_data, tmp_path / "single", config, tokens),
     )
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    ddp = subprocess.run(
-        [
-            str(torchrun),
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            str(free_port()),
-            "-m",
-            "espnet_pruning.bin.uslu_train",
-            *train_args(tiny_data, tmp_path / "ddp", config, tokens),
-            "--multiprocessing_distributed",
-            "false",
-            "--dist_backend",
-            "gloo",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+    ddp = run_torchrun(
+        "espnet_pruning.bin.uslu_train",
+        *train_args(tiny_data, tmp_path / "ddp", config, tokens),
     )
     assert ddp.returncode == 0, ddp.stderr[-5000:]
     assert "[vm:0/2]" in ddp.stderr or ":0/2]" in ddp.stderr  # rank 0 of world size 2

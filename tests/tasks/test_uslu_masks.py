@@ -1,33 +1,20 @@
 """Task masks inside ESPnet's Trainer: out-of-place masking per batch, frozen weights
 bit-identical (also under 2-process DDP), checkpoints with ESPnet's keys."""
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
-from conftest import run_module
+from conftest import run_module, run_torchrun
 from tiny import train_args, write_train_config
 
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.select import prune_global_magnitude
 from espnet_pruning.pruning.storage import load_masks, save_masks
+from espnet_pruning.specifiers import TaskRegistry
 from espnet_pruning.tasks.uslu import USLUTask
 
-TASKS = [
-    "er_iemocap",
-    "ic_slurp",
-    "asr_librispeech",
-    "ic_fsc",
-    "ic_snips",
-    "ner_slurp",
-    "scr_speechcommands",
-]
+TASKS = TaskRegistry.load().names
 
 
 @pytest.fixture(scope="module")
@@ -118,30 +105,11 @@ def test_masked_multitask_training_ddp(
         update_outside_mask="freeze",
         unmasked_update="freeze",
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("torchrun")),
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            str(port),
-            "-m",
-            "espnet_pruning.bin.uslu_train",
-            *masked_train_args(
-                tiny_data, tiny_trained, masks_of_tiny, tmp_path / "exp", config
-            ),
-            "--multiprocessing_distributed",
-            "false",
-            "--dist_backend",
-            "gloo",
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-        timeout=600,
+    proc = run_torchrun(
+        "espnet_pruning.bin.uslu_train",
+        *masked_train_args(
+            tiny_data, tiny_trained, masks_of_tiny, tmp_path / "exp", config
+        ),
     )
     assert proc.returncode == 0, proc.stderr[-5000:]
     before = torch.load(tiny_trained / "valid.loss.best.pth", weights_only=True)

@@ -47,7 +47,9 @@ def test_tasks_of_batch(model):
     er = tok.tokens2ids(REG["er_iemocap"].prompt)
     prompt = torch.tensor([fsc, er, fsc])
     assert model.tasks_of_batch(prompt, torch.tensor([3, 3, 3])) == [
-        "ic_fsc", "er_iemocap", "ic_fsc",
+        "ic_fsc",
+        "er_iemocap",
+        "ic_fsc",
     ]
     with pytest.raises(TaskRoutingError, match="belong to no task"):
         model.tasks_of_batch(torch.tensor([[50259, 50259, 50259]]), torch.tensor([3]))
@@ -58,8 +60,12 @@ def test_forward_returns_espnet_triple(model):
     fsc = tok.tokens2ids(REG["ic_fsc"].prompt)
     text = torch.tensor([fsc + [50363, 318], fsc + [50363, -1]])
     loss, stats, weight = model(
-        torch.randn(2, 8000), torch.tensor([8000, 6000]), text, torch.tensor([5, 4]),
-        prompt=torch.tensor([fsc, fsc]), prompt_lengths=torch.tensor([3, 3]),
+        torch.randn(2, 8000),
+        torch.tensor([8000, 6000]),
+        text,
+        torch.tensor([5, 4]),
+        prompt=torch.tensor([fsc, fsc]),
+        prompt_lengths=torch.tensor([3, 3]),
     )
     assert loss.numel() == 1 and torch.isfinite(loss).all()  # gatherable shape (1,)
     assert set(stats) == {"loss", "acc"} and int(weight) == 2
