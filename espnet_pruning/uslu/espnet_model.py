@@ -72,6 +72,7 @@ class ESPnetUSLUModel(AbsESPnetModel):
         self._in_masked_call = False
         self._restriction = None
         self._window_tasks: List[str] = []
+        self._trainable_key: Optional[Tuple[str, ...]] = None
         self.last_task: Optional[str] = None
 
     # ----------------------------------------------------------------- masks
@@ -99,12 +100,14 @@ class ESPnetUSLUModel(AbsESPnetModel):
         self._mask_cache = {}
         self._restriction = restriction
         self._window_tasks = []
+        self._trainable_key = None
 
     def detach_masks(self) -> None:
         """Back to the dense model (and unrestricted updates)."""
         if self._restriction is not None:
             self._restriction.set_trainable(None)
         self._masks, self._mask_cache, self._restriction = None, {}, None
+        self._trainable_key = None
 
     def task_mask(self, task: str, device: torch.device) -> Dict[str, torch.Tensor]:
         """The task's bool mask on ``device`` (one task kept there at a time)."""
@@ -132,13 +135,20 @@ class ESPnetUSLUModel(AbsESPnetModel):
 
     def _restrict_updates_to(self, task: str, device: torch.device) -> None:
         # All batches accumulated into one optimizer step may update their tasks' masks.
+        # Setting a trainable mask indexes every frozen entry, so it is done only when
+        # the set of tasks changes (at task-block boundaries), not at every step.
         if task not in self._window_tasks:
             self._window_tasks.append(task)
-            mask = dict(self.task_mask(task, device))
-            for other in self._window_tasks[:-1]:
+        key = tuple(sorted(self._window_tasks))
+        if key == self._trainable_key:
+            return
+        mask = dict(self.task_mask(task, device))
+        for other in key:
+            if other != task:
                 for n, m in self._masks.mask(other).items():
                     mask[n] = mask[n] | m.to(device)
-            self._restriction.set_trainable(mask)
+        self._restriction.set_trainable(mask)
+        self._trainable_key = key
 
     def bake_task(self, task: str) -> None:
         """Write ``W ⊙ m_task`` into the weights in place and drop the masks.
