@@ -13,7 +13,6 @@ Example:
 
 import argparse
 import logging
-import sys
 from typing import Optional, Sequence
 
 from espnet2.fileio.datadir_writer import DatadirWriter

@@ -15,22 +15,12 @@ import datetime
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.errors import DataError
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, delete=False, suffix=".tmp"
-    ) as f:
-        f.write(text)
-    os.replace(f.name, path)
+from espnet_pruning.fileio import atomic_write_text
 
 
 def collect(exp: Path, test_sets: Sequence[str]) -> List[Dict]:
@@ -107,13 +97,13 @@ def run(args: argparse.Namespace) -> None:
     """Collect and write."""
     rows = collect(args.exp, args.test_set)
     if args.json:
-        atomic_write(
+        atomic_write_text(
             args.json,
             json.dumps({"exp": str(args.exp), "results": rows}, indent=2) + "\n",
         )
     text = markdown(args.exp, rows, args.command)
     if args.markdown:
-        atomic_write(args.markdown, text)
+        atomic_write_text(args.markdown, text)
     print(text)
 
 

@@ -12,14 +12,13 @@ with one ``ERROR:`` line and exit status 1.
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 from typeguard import typechecked
 
+from espnet_pruning.fileio import atomic_write_text
 from espnet_pruning.scoring import METRICS, MetricResult, ScoringError, read_text
 
 RESULT_JSON = "result.json"
@@ -45,18 +44,7 @@ def write_json_atomic(path: Path, obj: Dict[str, Any]) -> None:
         path: Destination.
         obj: JSON-serialisable mapping.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 @typechecked

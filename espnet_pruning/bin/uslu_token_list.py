@@ -18,6 +18,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.errors import DataError
+from espnet_pruning.fileio import atomic_write_text
 from espnet_pruning.specifiers import TaskRegistry
 from espnet_pruning.whisper.tokenizer import FIRST_ADDED_ID, write_token_list
 
@@ -78,9 +79,9 @@ def write(args: argparse.Namespace) -> List[str]:
     pairs = [p for d in args.data_dir for p in task_texts(d, tasks)]
     added = tasks.added_tokens(pairs)
     write_token_list(args.output, added)
-    tmp = args.output.with_name("added_tokens.txt.tmp")
-    tmp.write_text("".join(t + "\n" for t in added), encoding="utf-8")
-    tmp.replace(args.output.with_name("added_tokens.txt"))
+    atomic_write_text(
+        args.output.with_name("added_tokens.txt"), "".join(t + "\n" for t in added)
+    )
     print(
         f"{args.output}: {len(added)} added tokens at ids "
         f"{FIRST_ADDED_ID}..{FIRST_ADDED_ID + len(added) - 1}",

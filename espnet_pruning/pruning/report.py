@@ -20,7 +20,7 @@ otherwise the owning module (``decoder.token_embedding.weight`` →
 ``decoder.token_embedding``).
 """
 
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import torch
 from typeguard import typechecked

@@ -22,13 +22,13 @@ leading space unless the run starts the line (``em:neu SEP excuse me`` →
 
 import functools
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Union
 
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
+from espnet_pruning.fileio import atomic_write_text
 
 #: Size of Whisper's multilingual vocabulary (and of every token list written here).
 N_VOCAB = 51865
@@ -142,13 +142,7 @@ def write_token_list(
 ) -> None:
     """Write the token list atomically (temporary file, then rename)."""
     tokens = build_token_list(added_tokens)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp"
-    ) as f:
-        f.write("".join(t + "\n" for t in tokens))
-    os.replace(f.name, path)
+    atomic_write_text(path, "".join(t + "\n" for t in tokens))
 
 
 @typechecked
