@@ -3,7 +3,9 @@
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Dict, Union
+
+from espnet_pruning.errors import DataError
 
 
 def atomic_write_text(path: Union[str, os.PathLike], text: str) -> None:
@@ -25,3 +27,21 @@ def atomic_write_text(path: Union[str, os.PathLike], text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read_kaldi_map(path: Union[str, os.PathLike]) -> Dict[str, str]:
+    """Read ``<uttid> <value>`` lines; errors name the file and line."""
+    path = Path(path)
+    out: Dict[str, str] = {}
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            uid, _, value = line.partition(" ")
+            if uid in out:
+                raise DataError(f"{path}:{n}: duplicate utterance id {uid}")
+            out[uid] = value.strip()
+    return out

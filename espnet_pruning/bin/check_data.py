@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from espnet_pruning.bin.cli import exit_on_input_error
-from espnet_pruning.bin.uslu_token_list import read_kaldi_map
 from espnet_pruning.corpora.audio import WavError
 from espnet_pruning.corpora.kaldi import DataDirError, validate_data_dir
 from espnet_pruning.errors import DataError
+from espnet_pruning.fileio import read_kaldi_map
 from espnet_pruning.specifiers import TaskRegistry
 
 

@@ -18,26 +18,9 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.errors import DataError
-from espnet_pruning.fileio import atomic_write_text
+from espnet_pruning.fileio import atomic_write_text, read_kaldi_map
 from espnet_pruning.specifiers import TaskRegistry
 from espnet_pruning.whisper.tokenizer import FIRST_ADDED_ID, write_token_list
-
-
-def read_kaldi_map(path: Path) -> dict:
-    """Read ``<uttid> <value>`` lines; errors name the file and line."""
-    out = {}
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            uid, _, value = line.partition(" ")
-            if uid in out:
-                raise DataError(f"{path}:{n}: duplicate utterance id {uid}")
-            out[uid] = value.strip()
-    return out
 
 
 def task_texts(data_dir: Path, tasks: TaskRegistry) -> Iterator[Tuple[str, str]]:

@@ -22,6 +22,7 @@ from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
 from espnet_pruning.errors import DataError
+from espnet_pruning.fileio import read_kaldi_map
 from espnet_pruning.specifiers import TaskRegistry
 from espnet_pruning.train.task_schedule import (
     TaskBlockSampler,
@@ -32,7 +33,11 @@ from espnet_pruning.uslu.espnet_model import ESPnetUSLUModel
 from espnet_pruning.uslu.preprocessor import USLUPreprocessor
 from espnet_pruning.whisper.decoder import WhisperDecoder
 from espnet_pruning.whisper.encoder import WhisperEncoder
-from espnet_pruning.whisper.tokenizer import TokenListError, WhisperTokenizer
+from espnet_pruning.whisper.tokenizer import (
+    TokenListError,
+    WhisperTokenizer,
+    read_token_list,
+)
 
 encoder_choices = ClassChoices(
     "encoder",
@@ -155,7 +160,7 @@ class USLUTask(AbsTask):
         )
         if not utt2category.is_file():
             raise TaskScheduleError(f"{utt2category}: needed by --iterator_type task")
-        task_of = dict(_read_map(str(utt2category)))
+        task_of = read_kaldi_map(utt2category)
         distributed = iter_options.distributed
         world_size = torch.distributed.get_world_size() if distributed else 1
         rank = torch.distributed.get_rank() if distributed else 0
@@ -255,10 +260,9 @@ class USLUTask(AbsTask):
         """
         tasks = cls.task_registry(args)
         token_list = args.token_list
+        # A plain read: build_model validates the list against Whisper's vocabulary.
         tokens = set(
-            WhisperTokenizer(token_list).token_list
-            if isinstance(token_list, str)
-            else token_list
+            read_token_list(token_list) if isinstance(token_list, str) else token_list
         )
         for triples in (
             args.train_data_path_and_name_and_type,
@@ -268,7 +272,9 @@ class USLUTask(AbsTask):
             if "prompt" not in files:
                 continue
             task_of = {}
-            for n, (uid, prompt) in enumerate(_read_map(files["prompt"]), 1):
+            for n, (uid, prompt) in enumerate(
+                read_kaldi_map(files["prompt"]).items(), 1
+            ):
                 try:
                     task_of[uid] = tasks.task_of_prompt(prompt)
                 except ValueError as e:
@@ -277,7 +283,7 @@ class USLUTask(AbsTask):
                     ) from e
             if "text" not in files:
                 continue
-            for n, (uid, text) in enumerate(_read_map(files["text"]), 1):
+            for n, (uid, text) in enumerate(read_kaldi_map(files["text"]).items(), 1):
                 if uid not in task_of:
                     raise DataError(
                         f"{files['text']}:{n}: utterance {uid} has no prompt"
@@ -368,11 +374,3 @@ class USLUTask(AbsTask):
             f"parameters without masks: {args.unmasked_update}"
         )
         return optimizers
-
-
-def _read_map(path: str):
-    """``(uttid, value)`` pairs of a Kaldi-style text file."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            uid, _, value = line.rstrip("\n").partition(" ")
-            yield uid, value.strip()
