@@ -7,6 +7,25 @@ from tiny import epoch_losses, train_args, write_train_config
 from espnet_pruning.tasks.uslu import USLUTask
 
 
+def copy_train_set(tiny_data, tmp_path):
+    """A writable copy of the tiny train set (valid linked) under ``tmp_path``."""
+    bad = tmp_path / "train"
+    bad.mkdir()
+    for f in (tiny_data / "train").iterdir():
+        (bad / f.name).write_text(f.read_text())
+    (tmp_path / "valid").symlink_to(tiny_data / "valid")
+    return bad
+
+
+def train(data_root, tmp_path, config, token_list, check=False):
+    """``uslu_train`` on ``data_root`` into ``tmp_path/exp``."""
+    return run_module(
+        "espnet_pruning.bin.uslu_train",
+        *train_args(data_root, tmp_path / "exp", config, token_list),
+        check=check,
+    )
+
+
 def test_loss_falls(tiny_trained):
     losses = epoch_losses((tiny_trained / "train.log").read_text())
     assert len(losses) == 12
@@ -36,20 +55,12 @@ def test_config_is_portable(tiny_trained):
 
 
 def test_unknown_task_in_data(tiny_data, tmp_path):
-    bad = tmp_path / "train"
-    bad.mkdir()
-    for f in (tiny_data / "train").iterdir():
-        (bad / f.name).write_text(f.read_text())
+    bad = copy_train_set(tiny_data, tmp_path)
     lines = (bad / "prompt").read_text().splitlines()
     lines[0] = lines[0].split()[0] + " <|en|> <|ic|> <|atis|>"
     (bad / "prompt").write_text("\n".join(lines) + "\n")
-    (tmp_path / "valid").symlink_to(tiny_data / "valid")
     config = write_train_config(tmp_path / "c.yaml", max_epoch=1)
-    proc = run_module(
-        "espnet_pruning.bin.uslu_train",
-        *train_args(tmp_path, tmp_path / "exp", config, tiny_data / "tokens.txt"),
-        check=False,
-    )
+    proc = train(tmp_path, tmp_path, config, tiny_data / "tokens.txt")
     assert proc.returncode == 1
     assert "prompt:1: utterance" in proc.stderr and "<|atis|>" in proc.stderr
     assert "epoch started" not in proc.stderr  # rejected before training
@@ -63,11 +74,7 @@ def test_unknown_task_in_config(tiny_data, tmp_path):
     config = write_train_config(
         tmp_path / "c.yaml", max_epoch=1, task_specifiers=str(spec)
     )
-    proc = run_module(
-        "espnet_pruning.bin.uslu_train",
-        *train_args(tiny_data, tmp_path / "exp", config, tiny_data / "tokens.txt"),
-        check=False,
-    )
+    proc = train(tiny_data, tmp_path, config, tiny_data / "tokens.txt")
     assert proc.returncode == 1
     assert f"ERROR: {spec}: tasks.x.target" in proc.stderr
 
@@ -80,11 +87,7 @@ def test_checkpoint_missing_and_dims_mismatch(tiny_data, tmp_path):
         encoder_conf=dict(whisper_checkpoint=str(missing)),
         decoder_conf=dict(whisper_checkpoint=str(missing)),
     )
-    proc = run_module(
-        "espnet_pruning.bin.uslu_train",
-        *train_args(tiny_data, tmp_path / "exp", config, tiny_data / "tokens.txt"),
-        check=False,
-    )
+    proc = train(tiny_data, tmp_path, config, tiny_data / "tokens.txt")
     assert proc.returncode == 1
     assert f"ERROR: {missing}: Whisper checkpoint file not found" in proc.stderr
 
@@ -93,31 +96,19 @@ def test_token_list_not_matching(tiny_data, tmp_path):
     tokens = (tiny_data / "tokens.txt").read_text().splitlines()
     (tmp_path / "tokens.txt").write_text("\n".join(tokens[:-5]) + "\n")
     config = write_train_config(tmp_path / "c.yaml", max_epoch=1)
-    proc = run_module(
-        "espnet_pruning.bin.uslu_train",
-        *train_args(tiny_data, tmp_path / "exp", config, tmp_path / "tokens.txt"),
-        check=False,
-    )
+    proc = train(tiny_data, tmp_path, config, tmp_path / "tokens.txt")
     assert proc.returncode == 1
     assert "tokens.txt: has 51860 tokens" in proc.stderr
 
 
 def test_label_outside_token_list_is_rejected_before_training(tiny_data, tmp_path):
-    bad = tmp_path / "train"
-    bad.mkdir()
-    for f in (tiny_data / "train").iterdir():
-        (bad / f.name).write_text(f.read_text())
+    bad = copy_train_set(tiny_data, tmp_path)
     lines = (bad / "text").read_text().splitlines()
     n = next(i for i, l in enumerate(lines) if "-er_iemocap-" in l)
     lines[n] = lines[n].split()[0] + " em:bored SEP hello"
     (bad / "text").write_text("\n".join(lines) + "\n")
-    (tmp_path / "valid").symlink_to(tiny_data / "valid")
     config = write_train_config(tmp_path / "c.yaml", max_epoch=1)
-    proc = run_module(
-        "espnet_pruning.bin.uslu_train",
-        *train_args(tmp_path, tmp_path / "exp", config, tiny_data / "tokens.txt"),
-        check=False,
-    )
+    proc = train(tmp_path, tmp_path, config, tiny_data / "tokens.txt")
     assert proc.returncode == 1
     assert f"{bad / 'text'}:{n + 1}: utterance" in proc.stderr
     assert "'em:bored' is not in the token list" in proc.stderr
