@@ -4,6 +4,12 @@
 Writes ESPnet-style outputs: ``<output_dir>/<n>best_recog/{text,token,token_int,score}``.
 Hypotheses never contain prompt tokens.
 
+Several data sets (and models or masks) can be decoded in one process with repeated
+``--decode_set task=T,data=WAV_SCP,output_dir=D[,key_file=K][,model_file=M]
+[,mask_dir=M][,train_config=C][,config=Y]``: each item overrides those options (``config``
+is a decoding YAML whose beam-search options apply to that item only). This saves the
+start-up of a process per set, which dominates on small models.
+
 Example:
     python -m espnet_pruning.bin.uslu_inference --task ic_slurp \\
         --train_config exp/uslu/config.yaml --model_file exp/uslu/valid.acc.best.pth \\
@@ -13,8 +19,9 @@ Example:
 
 import argparse
 import logging
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
+import yaml
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 from espnet2.utils import config_argparse
@@ -22,6 +29,7 @@ from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 from tqdm import tqdm
 
 from espnet_pruning.bin.cli import exit_on_input_error
+from espnet_pruning.errors import InputError
 from espnet_pruning.tasks.uslu import USLUTask
 from espnet_pruning.uslu.speech2text import Speech2Text
 
@@ -37,7 +45,9 @@ def get_parser() -> config_argparse.ArgumentParser:
         default="INFO",
         choices=("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"),
     )
-    parser.add_argument("--output_dir", required=True)
+    parser.add_argument(
+        "--output_dir", default=None, help="required without --decode_set"
+    )
     parser.add_argument("--ngpu", type=int, default=0, help="0: CPU, 1: one GPU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="float32", choices=["float32"])
@@ -46,15 +56,22 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument(
         "--data_path_and_name_and_type",
         type=str2triple_str,
-        required=True,
+        default=[],
         action="append",
+    )
+    group.add_argument(
+        "--decode_set",
+        default=[],
+        action="append",
+        help="task=T,data=WAV_SCP,output_dir=D[,key_file=K][,model_file=M]"
+        "[,mask_dir=M][,train_config=C][,config=Y]; repeatable",
     )
     group.add_argument("--key_file", type=str_or_none, default=None)
     group.add_argument("--allow_variable_data_keys", type=str2bool, default=True)
     group = parser.add_argument_group("Model")
-    group.add_argument("--train_config", required=True, help="config.yaml of training")
-    group.add_argument("--model_file", required=True, help="checkpoint .pth")
-    group.add_argument("--task", required=True, help="task name (its prompt is used)")
+    group.add_argument("--train_config", default=None, help="config.yaml of training")
+    group.add_argument("--model_file", default=None, help="checkpoint .pth")
+    group.add_argument("--task", default=None, help="task name (its prompt is used)")
     group.add_argument(
         "--mask_dir",
         type=str_or_none,
@@ -75,6 +92,77 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument("--minlenratio", type=float, default=0.0)
     group.add_argument("--normalize_length", type=str2bool, default=False)
     return parser
+
+
+ITEM_KEYS = (
+    "task",
+    "data",
+    "output_dir",
+    "key_file",
+    "model_file",
+    "mask_dir",
+    "train_config",
+    "config",
+)
+REQUIRED = ("task", "output_dir", "train_config", "model_file")
+BEAM_KEYS = (
+    "beam_size",
+    "penalty",
+    "maxlenratio",
+    "minlenratio",
+    "nbest",
+    "normalize_length",
+)
+
+
+def _parse_item(item: str) -> Dict[str, str]:
+    fields = {}
+    for part in item.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key not in ITEM_KEYS or not value:
+            raise InputError(
+                f"--decode_set {item!r}: expected KEY=VALUE pairs with keys {ITEM_KEYS}"
+            )
+        fields[key] = value
+    return fields
+
+
+def decode_jobs(args: argparse.Namespace) -> List[argparse.Namespace]:
+    """One namespace per data set to decode (``--decode_set`` items or the options).
+
+    Raises:
+        InputError: For a malformed item, an unknown decoding-config key or a
+            missing required option.
+    """
+    jobs = []
+    for item in args.decode_set or [None]:
+        job = argparse.Namespace(**vars(args))
+        if item is not None:
+            fields = _parse_item(item)
+            if "config" in fields:
+                with open(fields.pop("config"), encoding="utf-8") as f:
+                    conf = yaml.safe_load(f) or {}
+                unknown = sorted(set(conf) - set(BEAM_KEYS))
+                if unknown:
+                    raise InputError(
+                        f"{item}: decoding config keys {unknown} cannot differ per set "
+                        f"(allowed: {BEAM_KEYS})"
+                    )
+                vars(job).update(conf)
+            if "data" in fields:
+                job.data_path_and_name_and_type = [
+                    (fields.pop("data"), "speech", "sound")
+                ]
+            vars(job).update(fields)
+        missing = [k for k in REQUIRED if getattr(job, k) is None]
+        if not job.data_path_and_name_and_type:
+            missing.append("data_path_and_name_and_type")
+        if missing:
+            raise InputError(
+                f"{item or 'uslu_inference'}: missing {', '.join(missing)}"
+            )
+        jobs.append(job)
+    return jobs
 
 
 def inference(args: argparse.Namespace) -> int:
@@ -127,7 +215,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         level=args.log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
-    exit_on_input_error(lambda: inference(args))
+    exit_on_input_error(lambda: [inference(job) for job in decode_jobs(args)])
 
 
 if __name__ == "__main__":

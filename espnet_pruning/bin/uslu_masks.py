@@ -61,10 +61,9 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 def cmd_prune(args: argparse.Namespace) -> None:
     """One magnitude-pruning round of one task's mask."""
-    import torch
-
-    from espnet_pruning.pruning.select import PruningHparams, prune
+    from espnet_pruning.pruning.select import PruningHparams
     from espnet_pruning.pruning.storage import load_masks, save_masks
+    from espnet_pruning.train.find_masks import prune_tasks
 
     if _exists(args.output):
         return
@@ -73,17 +72,14 @@ def cmd_prune(args: argparse.Namespace) -> None:
         raise InputError(f"{args.mask_dir}: has no mask for task {args.task!r}")
     if not args.model_file.is_file():
         raise InputError(f"{args.model_file}: model file not found")
-    state = torch.load(args.model_file, map_location="cpu", weights_only=True)
-    masks.check_compatible({k: tuple(v.shape) for k, v in state.items()})
     hp = PruningHparams(
         strategy=args.strategy,
         fraction=args.fraction,
         rounding=args.rounding,
         seed=args.seed,
     )
-    new = prune({n: state[n] for n in masks.names}, masks.mask(args.task), hp)
-    for task in masks.tasks if args.all_tasks else [args.task]:
-        masks.set_mask(task, new)
+    others = [t for t in masks.tasks if t != args.task] if args.all_tasks else []
+    prune_tasks(masks, [args.task, *others], args.model_file, hp)
     save_masks(masks, args.output)
     print(
         f"{args.output}: {args.task} keeps {masks.kept(args.task)} of "

@@ -121,13 +121,15 @@ class USLUTask(AbsTask):
             type=str,
             nargs="+",
             default=None,
-            help="train (and validate) on these tasks' utterances only",
+            help="train (and validate) on these tasks' utterances only (iterator types "
+            "task and sequence)",
         )
         group.add_argument(
             "--task_block_size",
             type=int,
             default=50,
-            help="consecutive batches of one task before switching (paper: N2 = 50)",
+            help="consecutive batches of one task before switching (paper: N2 = 50); "
+            "0: all of the task's batches once (one epoch of the task's data)",
         )
         group.add_argument(
             "--task_rounds",
@@ -146,14 +148,29 @@ class USLUTask(AbsTask):
             class_choices.add_arguments(group)
 
     @classmethod
-    def build_task_iter_factory(
+    def build_sequence_iter_factory(
         cls, args: argparse.Namespace, iter_options: IteratorOptions, mode: str
+    ) -> AbsIterFactory:
+        """ESPnet's shuffled batches; with ``--train_tasks``, of those tasks only."""
+        if not getattr(args, "train_tasks", None):
+            return super().build_sequence_iter_factory(args, iter_options, mode)
+        return cls.build_task_iter_factory(args, iter_options, mode, mixed=True)
+
+    @classmethod
+    def build_task_iter_factory(
+        cls,
+        args: argparse.Namespace,
+        iter_options: IteratorOptions,
+        mode: str,
+        mixed: bool = False,
     ) -> AbsIterFactory:
         """Task-block schedule (see :mod:`espnet_pruning.train.task_schedule`).
 
         Training batches come from ESPnet's folded sampler (one task per batch, read
         from ``utt2category`` beside the first data file), restricted to
-        ``--train_tasks``; validation iterates every batch of those tasks once.
+        ``--train_tasks``; validation iterates every batch of those tasks once. With
+        ``mixed``, training batches of all those tasks are shuffled together per epoch
+        (ESPnet's sequence iterator) instead of scheduled in task blocks.
         """
         utt2category = Path(iter_options.data_path_and_name_and_type[0][0]).with_name(
             "utt2category"
@@ -177,7 +194,10 @@ class USLUTask(AbsTask):
             utt2category_file=str(utt2category),
         )
         groups = group_batches_by_task(list(sampler), task_of, args.train_tasks)
-        if iter_options.train:
+        if iter_options.train and mixed:
+            batches = [b[rank::world_size] for t in sorted(groups) for b in groups[t]]
+            keys = {u for b in batches for u in b}
+        elif iter_options.train:
             batches = TaskBlockSampler(
                 groups, args.task_block_size, args.task_rounds, rank, world_size
             )
@@ -190,14 +210,18 @@ class USLUTask(AbsTask):
         logging.info(
             f"[{mode}] task schedule: "
             + ", ".join(f"{t} {len(b)} batches" for t, b in groups.items())
-            + (f"; blocks of {args.task_block_size}" if iter_options.train else "")
+            + (
+                f"; blocks of {args.task_block_size}"
+                if iter_options.train and not mixed
+                else ""
+            )
         )
         return SequenceIterFactory(
             dataset=cls.build_dataset(args, iter_options, keys),
             batches=batches,
             seed=args.seed,
             num_iters_per_epoch=iter_options.num_iters_per_epoch,
-            shuffle=False,
+            shuffle=iter_options.train and mixed,
             num_workers=args.num_workers,
             collate_fn=iter_options.collate_fn,
             pin_memory=args.ngpu > 0,

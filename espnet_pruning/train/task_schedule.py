@@ -28,7 +28,8 @@ class TaskBlockSampler(AbsSampler):
 
     Args:
         batches_by_task: Task-homogeneous batches (tuples of utterance ids) per task.
-        block_size: Batches per task and round (the paper's N1 or N2).
+        block_size: Batches per task and round (the paper's N1 or N2); 0 takes all of
+            the task's batches once (a task's epoch: Algorithm 1's N1 counted in epochs).
         rounds: Rounds per generated sequence (one ESPnet "epoch" unless
             ``num_iters_per_epoch`` cuts it differently).
         rank: This process's DDP rank.
@@ -44,8 +45,8 @@ class TaskBlockSampler(AbsSampler):
         rank: int = 0,
         world_size: int = 1,
     ):
-        if block_size < 1 or rounds < 1:
-            raise TaskScheduleError("block_size and rounds must be >= 1")
+        if block_size < 0 or rounds < 1:
+            raise TaskScheduleError("block_size must be >= 0 and rounds >= 1")
         empty = [t for t, b in batches_by_task.items() if not b]
         if not batches_by_task or empty:
             raise TaskScheduleError(f"no batches for task(s) {empty or 'any'}")
@@ -63,8 +64,12 @@ class TaskBlockSampler(AbsSampler):
         self.rank = rank
         self.world_size = world_size
 
+    def block_length(self, task: str) -> int:
+        """Batches of ``task`` per round."""
+        return self.block_size or len(self.batches_by_task[task])
+
     def __len__(self) -> int:
-        return self.rounds * len(self.tasks) * self.block_size
+        return self.rounds * sum(self.block_length(t) for t in self.tasks)
 
     def __iter__(self) -> Iterator[Tuple[str, ...]]:
         return iter(self.generate(0))
@@ -78,7 +83,7 @@ class TaskBlockSampler(AbsSampler):
             for i in rng.permutation(len(self.tasks)):
                 task = self.tasks[i]
                 block = []
-                while len(block) < self.block_size:
+                while len(block) < self.block_length(task):
                     if not queues[task]:
                         pool = self.batches_by_task[task]
                         queues[task] = [pool[j] for j in rng.permutation(len(pool))]

@@ -17,6 +17,8 @@ SHORT = [
     "--n_train 4 --n_valid 2 --n_test 3 --n_cl 2",
     "--train_args",
     "--max_epoch 2 --batch_size 8",
+    "--prune_levels",
+    "1 2",
 ]
 
 

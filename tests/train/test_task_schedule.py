@@ -70,3 +70,23 @@ def test_grouping():
         group_batches_by_task(batches, task_of, ["scr"])
     with pytest.raises(TaskScheduleError, match="x9 has no task"):
         group_batches_by_task([("x9",)], task_of)
+
+
+def test_block_size_zero_is_one_pass_over_each_task():
+    sampler = TaskBlockSampler(BATCHES, block_size=0, rounds=2)
+    seq = sampler.generate(seed=3)
+    assert len(seq) == len(sampler) == 2 * (3 + 1 + 2)
+    tasks = [task_of_batch(b) for b in seq]
+    # Each round: three blocks, one per task, each the task's batches once.
+    for r in range(2):
+        chunk = seq[6 * r : 6 * r + 6]
+        for task, batches in BATCHES.items():
+            assert sorted(b for b in chunk if task_of_batch(b) == task) == batches
+    runs = [t for i, t in enumerate(tasks) if i == 0 or tasks[i - 1] != t]
+    assert len(runs) <= 6  # blocks are contiguous (adjacent blocks may share a task)
+
+
+def test_single_task_block_zero_is_a_shuffled_epoch():
+    sampler = TaskBlockSampler({"asr": BATCHES["asr"]}, block_size=0)
+    assert sorted(sampler.generate(0)) == BATCHES["asr"]
+    assert {tuple(sampler.generate(s)) for s in range(6)} != {tuple(BATCHES["asr"])}

@@ -11,6 +11,14 @@
 #   7  decoding                   every test set with its task's prompt
 #   8  scoring                    per task: accuracy / macro-F1 / SLU-F1 / WER (sclite)
 #   9  results                    RESULTS.md + exp/<name>/results.json
+# Task-specific subnetworks (the paper's Algorithms 1 and 2, Table 1), from the dense model θ0:
+#  10  find masks (Algorithm 1)   one job per pruning round: every task trained from θ0 under
+#                                 its mask, then pruned by p → exp/find_masks/<kind>/round<q>/
+#  11  masked training (Alg. 2)   per level Q: multi-task under the masks, and the baselines
+#                                 (single-task: one θ_t per task; task-agnostic: one mask)
+#  12  decoding                   every system, each task with its own subnetwork
+#  13  scoring                    as stage 8
+#  14  Table 1                    RESULTS.md section + exp/pruning_table.{md,json}
 set -euo pipefail
 
 log() { local fname=${BASH_SOURCE[1]##*/}; echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
@@ -19,7 +27,7 @@ SECONDS=0
 
 # General
 stage=1
-stop_stage=9
+stop_stage=14
 nj=4                  # parallel jobs of data formatting
 inference_nj=4        # parallel decoding jobs per test set
 ngpu=0                # GPUs for training (0: CPU)
@@ -45,13 +53,25 @@ tag=""
 decode_config=conf/decode.yaml   # conf/decode_<task>.yaml overrides it for that task
 inference_model=valid.acc.best.pth
 inference_args=""
+# Pruning (stages 10-14)
+prune_levels="2 5"    # Q of each pruned model (paper: 2 and 5 rounds → 36 % and 67.2 % sparsity)
+prune_fraction=0.2    # p, fraction of a mask's remaining weights pruned per round (paper: 0.2)
+prune_strategy=global_magnitude   # paper: global magnitude over encoder and decoder
+prune_seed=0          # task order of Algorithm 1
+prune_baselines="single_task task_agnostic"   # Table 1 baselines to run besides multi-task
+find_masks_config=conf/find_masks.yaml        # Algorithm 1 schedule (overlay on --train_config)
+masked_config=conf/train_masked.yaml          # Algorithm 2 schedule (overlay on --train_config)
+scope_config=""       # PruningScope YAML (default: all weights but positional embeddings)
+masked_inference_model=valid.acc.best.pth
 
 help_message="Usage: $0 --train_set <set> --valid_set <set> --test_sets '<set> …' [options]
   --stage/--stop_stage  stages to run (default ${stage}..${stop_stage})
   --ngpu N              GPUs for training; --num_nodes M for several machines
   --train_config FILE   training YAML (default ${train_config})
   --decode_config FILE  decoding YAML (conf/decode_<task>.yaml overrides per task)
-  --inference_model F   checkpoint of the experiment to decode (default ${inference_model})"
+  --inference_model F   checkpoint of the experiment to decode (default ${inference_model})
+  --prune_levels 'Q …'  pruning rounds of each pruned model (default '${prune_levels}')
+  --prune_baselines …   of 'single_task task_agnostic' (default '${prune_baselines}')"
 
 log "$0 $*"
 . utils/parse_options.sh
@@ -139,27 +159,34 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     fi
 fi
 
+# Train with ESPnet's launcher (one node or several, --ngpu GPUs each); resumes after a kill.
+train_uslu() {  # $1: experiment dir, $2: config; the rest: more uslu_train options
+    local exp=$1 config=$2; shift 2
+    if [ -f "${exp}/.done" ]; then log "  ${exp} done, skipped"; return; fi
+    log "  training ${exp} (log: ${exp}/train.log)"
+    mkdir -p "${exp}"
+    OMP_NUM_THREADS=${train_threads} ${python} -m espnet2.bin.launch \
+        --cmd "${cuda_cmd} --name $(basename "${exp}")" \
+        --log "${exp}/train.log" \
+        --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
+        --init_file_prefix "${exp}/.dist_init_" \
+        --multiprocessing_distributed true -- \
+        ${python} -m espnet_pruning.bin.uslu_train \
+            --config "${config}" $(common_train_opts) \
+            --output_dir "${exp}" --resume true "$@"
+    touch "${exp}/.done"
+}
+
+common_train_opts() {
+    echo "--token_list ${token_list} ${spec_opt} --use_preprocessor true" \
+         "$(data_opts train "${train_set}") $(data_opts valid "${valid_set}")" \
+         "--train_shape_file ${stats_dir}/train/speech_shape" \
+         "--valid_shape_file ${stats_dir}/valid/speech_shape"
+}
+
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-    if [ -f "${uslu_exp}/.done" ]; then
-        log "Stage 6: ${uslu_exp} done, skipped"
-    else
-        log "Stage 6: training ${uslu_exp} (log: ${uslu_exp}/train.log; resumes after a kill)"
-        mkdir -p "${uslu_exp}"
-        OMP_NUM_THREADS=${train_threads} ${python} -m espnet2.bin.launch \
-            --cmd "${cuda_cmd} --name uslu_${tag}" \
-            --log "${uslu_exp}/train.log" \
-            --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
-            --init_file_prefix "${uslu_exp}/.dist_init_" \
-            --multiprocessing_distributed true -- \
-            ${python} -m espnet_pruning.bin.uslu_train \
-                --config "${train_config}" --token_list "${token_list}" ${spec_opt} \
-                --use_preprocessor true --resume true \
-                $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") \
-                --train_shape_file "${stats_dir}/train/speech_shape" \
-                --valid_shape_file "${stats_dir}/valid/speech_shape" \
-                --output_dir "${uslu_exp}" ${train_args}
-        touch "${uslu_exp}/.done"
-    fi
+    log "Stage 6: dense training ${uslu_exp}"
+    train_uslu "${uslu_exp}" "${train_config}" ${train_args}
 fi
 
 task_of_set() { cut -d' ' -f2 "${dumpdir}/raw/$1/utt2category" | sort -u; }
@@ -170,56 +197,206 @@ check_single_task() {  # a test set must hold one task
     echo "${tasks}"
 }
 
-if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
-    log "Stage 7: decoding ${test_sets} with ${uslu_exp}/${inference_model}"
-    _ngpu=0; _cmd="${decode_cmd}"
-    if ${gpu_inference}; then _ngpu=1; _cmd="${cuda_cmd}"; fi
-    for dset in ${test_sets}; do
-        task=$(check_single_task "${dset}")
-        dir="${uslu_exp}/decode_${dset}"
-        if [ -f "${dir}/.done" ]; then log "  ${dir} done, skipped"; continue; fi
-        conf="${decode_config}"; [ -f "conf/decode_${task}.yaml" ] && conf="conf/decode_${task}.yaml"
-        _nj=$(min "${inference_nj}" "$(wc -l < "${dumpdir}/raw/${dset}/wav.scp")")
-        mkdir -p "${dir}/logdir"
-        key_files=""
-        for n in $(seq "${_nj}"); do key_files+=" ${dir}/logdir/keys.${n}.scp"; done
+# Decoding: items are added per (system, test set), then one job array decodes its share
+# (keys split ${inference_nj} ways) of every item in one process per job.
+decode_items=()
+decode_dirs=()
+add_decode() {  # $1: decode dir, $2: train config, $3: model file, $4: test set, $5: mask dir or ""
+    local dir=$1 dset=$4 task conf n _mask=""
+    task=$(check_single_task "${dset}")
+    if [ -f "${dir}/.done" ]; then log "  ${dir} done, skipped"; return; fi
+    conf="${decode_config}"; [ -f "conf/decode_${task}.yaml" ] && conf="conf/decode_${task}.yaml"
+    mkdir -p "${dir}/logdir"
+    local key_files=""
+    for n in $(seq "${inference_nj}"); do key_files+=" ${dir}/logdir/keys.${n}.scp"; done
+    # split_scp.pl needs at least as many lines as parts: pad with empty files.
+    if [ "$(wc -l < "${dumpdir}/raw/${dset}/wav.scp")" -ge "${inference_nj}" ]; then
         utils/split_scp.pl "${dumpdir}/raw/${dset}/wav.scp" ${key_files}
-        log "  ${dset} (task ${task}, ${conf}, ${_nj} jobs)"
-        ${_cmd} JOB=1:"${_nj}" "${dir}/logdir/decode.JOB.log" \
-            ${python} -m espnet_pruning.bin.uslu_inference \
-                --config "${conf}" --task "${task}" --ngpu "${_ngpu}" \
-                --train_config "${uslu_exp}/config.yaml" \
-                --model_file "${uslu_exp}/${inference_model}" \
-                --data_path_and_name_and_type "${dumpdir}/raw/${dset}/wav.scp,speech,sound" \
-                --key_file "${dir}/logdir/keys.JOB.scp" \
-                --output_dir "${dir}/logdir/output.JOB" ${inference_args}
+    else
+        cp "${dumpdir}/raw/${dset}/wav.scp" "${dir}/logdir/keys.1.scp"
+        for n in $(seq 2 "${inference_nj}"); do : > "${dir}/logdir/keys.${n}.scp"; done
+    fi
+    [ -n "$5" ] && _mask=",mask_dir=$5"
+    decode_items+=("--decode_set" "task=${task},data=${dumpdir}/raw/${dset}/wav.scp,key_file=${dir}/logdir/keys.JOB.scp,output_dir=${dir}/logdir/output.JOB,train_config=$2,model_file=$3,config=${conf}${_mask}")
+    decode_dirs+=("${dir}")
+}
+
+run_decode() {  # $1: log dir; decodes the items added since the last call
+    local logdir=$1 dir f n _ngpu=0 _cmd="${decode_cmd}"
+    if [ ${#decode_items[@]} -eq 0 ]; then return; fi
+    if ${gpu_inference}; then _ngpu=1; _cmd="${cuda_cmd}"; fi
+    mkdir -p "${logdir}"
+    log "  ${#decode_dirs[@]} set(s) in ${inference_nj} job(s) (log: ${logdir}/decode.*.log)"
+    ${_cmd} JOB=1:"${inference_nj}" "${logdir}/decode.JOB.log" \
+        ${python} -m espnet_pruning.bin.uslu_inference --ngpu "${_ngpu}" \
+            "${decode_items[@]}" ${inference_args}
+    for dir in "${decode_dirs[@]}"; do
         mkdir -p "${dir}/1best_recog"
         for f in text token token_int score; do
-            for n in $(seq "${_nj}"); do cat "${dir}/logdir/output.${n}/1best_recog/${f}"; done \
-                | LC_ALL=C sort -k1,1 > "${dir}/1best_recog/${f}"
+            for n in $(seq "${inference_nj}"); do
+                g="${dir}/logdir/output.${n}/1best_recog/${f}"
+                if [ -f "${g}" ]; then cat "${g}"; fi
+            done | LC_ALL=C sort -k1,1 > "${dir}/1best_recog/${f}"
         done
         touch "${dir}/.done"
     done
+    decode_items=(); decode_dirs=()
+}
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    log "Stage 7: decoding ${test_sets} with ${uslu_exp}/${inference_model}"
+    for dset in ${test_sets}; do
+        add_decode "${uslu_exp}/decode_${dset}" "${uslu_exp}/config.yaml" \
+            "${uslu_exp}/${inference_model}" "${dset}" ""
+    done
+    run_decode "${uslu_exp}/decode_logs"
 fi
+
+score_dir() {  # $1: decode dir, $2: test set
+    local task metric
+    task=$(check_single_task "$2")
+    metric=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
+    ${python} -m espnet_pruning.bin.uslu_score --metric "${metric}" \
+        --ref "${dumpdir}/raw/$2/text" --hyp "$1/1best_recog/text" --out_dir "$1/score"
+}
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     log "Stage 8: scoring"
-    for dset in ${test_sets}; do
-        task=$(check_single_task "${dset}")
-        dir="${uslu_exp}/decode_${dset}"
-        metric=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
-        ${python} -m espnet_pruning.bin.uslu_score --metric "${metric}" \
-            --ref "${dumpdir}/raw/${dset}/text" --hyp "${dir}/1best_recog/text" \
-            --out_dir "${dir}/score"
-    done
+    for dset in ${test_sets}; do score_dir "${uslu_exp}/decode_${dset}" "${dset}"; done
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     log "Stage 9: results of ${uslu_exp}"
-    sets_opt=""
-    for dset in ${test_sets}; do sets_opt+=" --test_set ${dset}:$(check_single_task "${dset}")"; done
-    ${python} -m espnet_pruning.bin.uslu_results --exp "${uslu_exp}" ${sets_opt} \
-        --json "${uslu_exp}/results.json" --markdown RESULTS.md
+    _opts=""
+    for dset in ${test_sets}; do _opts+=" --test_set ${dset}:$(check_single_task "${dset}")"; done
+    ${python} -m espnet_pruning.bin.uslu_results --exp "${uslu_exp}" ${_opts} \
+        --json "${uslu_exp}/results.json" --markdown "${uslu_exp}/RESULTS.md"
+    cp "${uslu_exp}/RESULTS.md" RESULTS.md
+fi
+
+# ------------------------------------------------------------------ pruning (10-14)
+theta0="${uslu_exp}/${inference_model}"
+find_dir="${expdir}/find_masks"
+test_tasks() { local d; for d in ${test_sets}; do check_single_task "${d}"; done | tr '\n' ' '; }
+max_level=$(echo ${prune_levels} | tr ' ' '\n' | sort -n | tail -1)
+mask_kinds="task_specific"
+[[ " ${prune_baselines} " == *" task_agnostic "* ]] && mask_kinds+=" task_agnostic"
+masks_of() { echo "${find_dir}/$1/round$2/masks"; }  # $1: kind, $2: Q
+
+# A config per schedule: the dense config with the schedule's keys replaced.
+schedule_config() {  # $1: overlay, $2: output
+    mkdir -p "$(dirname "$2")"
+    ${python} -m espnet_pruning.bin.uslu_config --base "${train_config}" --overlay "$1" --output "$2"
+}
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    log "Stage 10: Algorithm 1 (find masks) from θ0 = ${theta0}: ${max_level} rounds of p = ${prune_fraction}"
+    [ -f "${theta0}" ] || { log "ERROR: ${theta0}: θ0 not found (run stages 6-7 first)"; exit 1; }
+    schedule_config "${find_masks_config}" "${find_dir}/train.yaml"
+    for kind in ${mask_kinds}; do
+        _scope=""; [ -n "${scope_config}" ] && _scope="--scope_config ${scope_config}"
+        ${python} -m espnet_pruning.bin.uslu_masks init --train_config "${uslu_exp}/config.yaml" \
+            --tasks $(test_tasks) ${_scope} --output "$(masks_of "${kind}" 0)"
+        _agnostic=""; [ "${kind}" = task_agnostic ] && _agnostic="--task_agnostic"
+        for q in $(seq "${max_level}"); do
+            out="${find_dir}/${kind}/round${q}"
+            if [ -f "${out}/masks/manifest.json" ]; then log "  ${out} done, skipped"; continue; fi
+            log "  ${kind} round ${q} (log: ${out}/find_masks.log)"
+            mkdir -p "${out}"
+            OMP_NUM_THREADS=${train_threads} ${cuda_cmd} --gpu "${ngpu}" "${out}/find_masks.log" \
+                ${python} -m espnet_pruning.bin.uslu_find_masks --round "${q}" \
+                    --init_param "${theta0}" --mask_dir "$(masks_of "${kind}" $((q - 1)))" \
+                    --output_dir "${out}" --fraction "${prune_fraction}" \
+                    --strategy "${prune_strategy}" --seed "${prune_seed}" ${_agnostic} -- \
+                    --config "${find_dir}/train.yaml" $(common_train_opts) \
+                    --ngpu "${ngpu}" --multiprocessing_distributed true ${train_args}
+            head -n 12 "${out}/report.txt"
+        done
+    done
+fi
+
+masked_exp() { echo "${expdir}/uslu_$1_q$2"; }  # $1: system, $2: Q
+
+if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
+    log "Stage 11: Algorithm 2 (masked training from θ0) at Q = ${prune_levels}; baselines: ${prune_baselines:-none}"
+    schedule_config "${masked_config}" "${expdir}/masked_train.yaml"
+    for q in ${prune_levels}; do
+        train_uslu "$(masked_exp multitask "${q}")" "${expdir}/masked_train.yaml" \
+            --init_param "${theta0}" --mask_dir "$(masks_of task_specific "${q}")" ${train_args}
+        if [[ " ${prune_baselines} " == *" task_agnostic "* ]]; then
+            train_uslu "$(masked_exp agnostic "${q}")" "${expdir}/masked_train.yaml" \
+                --init_param "${theta0}" --mask_dir "$(masks_of task_agnostic "${q}")" ${train_args}
+        fi
+        if [[ " ${prune_baselines} " == *" single_task "* ]]; then
+            out=$(masked_exp single "${q}")
+            if [ -f "${out}/.done" ]; then log "  ${out} done, skipped"; continue; fi
+            log "  training ${out}/<task> (log: ${out}/train.log)"
+            mkdir -p "${out}"
+            OMP_NUM_THREADS=${train_threads} ${cuda_cmd} --gpu "${ngpu}" "${out}/train.log" \
+                ${python} -m espnet_pruning.bin.uslu_train_tasks --tasks $(test_tasks) \
+                    --output_dir "${out}" -- \
+                    --config "${expdir}/masked_train.yaml" $(common_train_opts) \
+                    --init_param "${theta0}" --mask_dir "$(masks_of task_specific "${q}")" \
+                    --ngpu "${ngpu}" --multiprocessing_distributed true ${train_args}
+            touch "${out}/.done"
+        fi
+    done
+fi
+
+# "system kind Q exp mask_dir" lines of the pruned systems
+pruned_systems() {
+    local q
+    for q in ${prune_levels}; do
+        echo "multitask multi_task ${q} $(masked_exp multitask "${q}") $(masks_of task_specific "${q}")"
+        [[ " ${prune_baselines} " == *" single_task "* ]] && \
+            echo "single single_task ${q} $(masked_exp single "${q}") $(masks_of task_specific "${q}")"
+        [[ " ${prune_baselines} " == *" task_agnostic "* ]] && \
+            echo "agnostic task_agnostic ${q} $(masked_exp agnostic "${q}") $(masks_of task_agnostic "${q}")"
+    done
+    return 0
+}
+
+decode_dir_of() {  # $1: system kind, $2: exp, $3: test set → "decode dir|exp of the model"
+    if [ "$1" = single_task ]; then
+        echo "$2/$(check_single_task "$3")/decode_$3|$2/$(check_single_task "$3")"
+    else
+        echo "$2/decode_$3|$2"
+    fi
+}
+
+if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
+    log "Stage 12: decoding the pruned systems, each task with its subnetwork"
+    while read -r name kind q exp masks; do
+        for dset in ${test_sets}; do
+            IFS='|' read -r dir model_exp <<< "$(decode_dir_of "${kind}" "${exp}" "${dset}")"
+            add_decode "${dir}" "${model_exp}/config.yaml" \
+                "${model_exp}/${masked_inference_model}" "${dset}" "${masks}"
+        done
+    done < <(pruned_systems)
+    run_decode "${expdir}/pruned_decode_logs"
+fi
+
+if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
+    log "Stage 13: scoring the pruned systems"
+    while read -r name kind q exp masks; do
+        for dset in ${test_sets}; do
+            IFS='|' read -r dir model_exp <<< "$(decode_dir_of "${kind}" "${exp}" "${dset}")"
+            score_dir "${dir}" "${dset}"
+        done
+    done < <(pruned_systems)
+fi
+
+if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
+    log "Stage 14: Table 1 (Param% One / All and every task's metric)"
+    _opts=""
+    for dset in ${test_sets}; do _opts+=" --test_set ${dset}:$(check_single_task "${dset}")"; done
+    while read -r name kind q exp masks; do
+        _opts+=" --system ${kind}:${q}:${exp}:${masks}"
+    done < <(pruned_systems)
+    ${python} -m espnet_pruning.bin.uslu_pruning_table --dense "${uslu_exp}" ${_opts} \
+        --json "${expdir}/pruning_table.json" --markdown "${expdir}/pruning_table.md"
+    cat "${uslu_exp}/RESULTS.md" "${expdir}/pruning_table.md" > RESULTS.md.tmp
+    mv RESULTS.md.tmp RESULTS.md
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""One round of Algorithm 1 (identify pruning masks) as one job.
+
+Every task is trained from θ0 under its current mask with ESPnet's Trainer (the options
+after ``--`` are ``uslu_train``'s), then a fraction p of its mask is pruned by global
+magnitude. See :mod:`espnet_pruning.train.find_masks`. Run it again after a kill: finished
+tasks are skipped, an interrupted training resumes.
+
+Example (round 2 of the mini recipe):
+    python -m espnet_pruning.bin.uslu_find_masks --round 2 \\
+        --init_param exp/uslu_train_uslu/valid.acc.best.pth \\
+        --mask_dir exp/find_masks/round1/masks --output_dir exp/find_masks/round2 \\
+        --fraction 0.2 -- --config conf/find_masks.yaml --token_list tokens.txt ...
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from espnet_pruning.bin.cli import exit_on_input_error
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options (training options follow ``--``)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--round", type=int, required=True, help="1-based round")
+    parser.add_argument("--init_param", type=Path, required=True, help="θ0 (.pth)")
+    parser.add_argument("--mask_dir", type=Path, required=True, help="masks before")
+    parser.add_argument("--output_dir", type=Path, required=True)
+    parser.add_argument("--fraction", type=float, default=0.2, help="paper: p = 0.2")
+    parser.add_argument("--strategy", default="global_magnitude")
+    parser.add_argument(
+        "--rounding", default="round", choices=["round", "ceil", "floor"]
+    )
+    parser.add_argument("--seed", type=int, default=0, help="task order")
+    parser.add_argument(
+        "--task_agnostic", action="store_true", help="one mask from mixed-task data"
+    )
+    parser.add_argument("train_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    """Check the inputs, then run the round."""
+    from espnet_pruning.errors import InputError
+    from espnet_pruning.train.find_masks import FindMasksHparams, find_masks_round
+
+    if not args.init_param.is_file():
+        raise InputError(f"{args.init_param}: θ0 model file not found")
+    train_args = (
+        args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    )
+    try:
+        hparams = FindMasksHparams(
+            fraction=args.fraction,
+            strategy=args.strategy,
+            rounding=args.rounding,
+            seed=args.seed,
+            task_agnostic=args.task_agnostic,
+        )
+        hparams.pruning()
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    out = find_masks_round(
+        args.init_param, args.mask_dir, args.output_dir, train_args, hparams, args.round
+    )
+    print(f"{out}: masks of round {args.round}", file=sys.stderr)
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    """Entry point; bad input ends with one message and exit status 1."""
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(
+        level="INFO",
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+    )
+    exit_on_input_error(lambda: run(args))
+
+
+if __name__ == "__main__":
+    main()
