@@ -74,3 +74,61 @@ def test_unknown_task_is_a_clear_error(tiny_trained, tiny_data, tmp_path):
     )
     assert proc.returncode == 1
     assert "ERROR: unknown task 'ic_atis'" in proc.stderr
+
+
+def test_several_sets_in_one_process_match_separate_runs(
+    tiny_trained, tiny_data, tmp_path
+):
+    """--decode_set items (own task, keys and beam config each) = one run per set."""
+    keys = tmp_path / "keys.scp"
+    lines = open(tiny_data / "valid" / "wav.scp").read().splitlines()
+    keys.write_text("\n".join(lines[:3]) + "\n")
+    conf = tmp_path / "beam.yaml"
+    conf.write_text("beam_size: 2\nmaxlenratio: -2\n")
+    exp = tiny_trained
+    item = (
+        f"train_config={exp}/config.yaml,model_file={exp}/valid.loss.best.pth,"
+        f"data={tiny_data}/valid/wav.scp"
+    )
+    run_module(
+        "espnet_pruning.bin.uslu_inference",
+        "--decode_set",
+        f"task=er_iemocap,{item},output_dir={tmp_path}/a,key_file={keys}",
+        "--decode_set",
+        f"task=asr_librispeech,{item},output_dir={tmp_path}/b,config={conf}",
+    )
+    decode(
+        exp, tiny_data / "valid", tmp_path / "a1", "er_iemocap", "--key_file", str(keys)
+    )
+    decode(
+        exp,
+        tiny_data / "valid",
+        tmp_path / "b1",
+        "asr_librispeech",
+        "--beam_size",
+        "2",
+        "--maxlenratio",
+        "-2",
+    )
+    for x in ("a", "b"):
+        for name in ("text", "token_int", "score"):
+            got = read(tmp_path / x / "1best_recog" / name)
+            assert got == read(tmp_path / f"{x}1" / "1best_recog" / name)
+    assert len(read(tmp_path / "a" / "1best_recog" / "text")) == 3
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("task=er_iemocap,data", "expected KEY=VALUE"),
+        ("task=er_iemocap,colour=red", "expected KEY=VALUE"),
+        ("task=er_iemocap,output_dir=x", "missing"),
+    ],
+)
+def test_malformed_decode_set_is_a_clear_error(tmp_path, item, message):
+    proc = run_module(
+        "espnet_pruning.bin.uslu_inference", "--decode_set", item, check=False
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("ERROR: ")
+    assert message in proc.stderr
