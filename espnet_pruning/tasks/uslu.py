@@ -17,7 +17,6 @@ from espnet2.torch_utils.initialize import initialize
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
-from espnet2.train.trainer import Trainer
 from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
@@ -29,6 +28,7 @@ from espnet_pruning.train.task_schedule import (
     TaskScheduleError,
     group_batches_by_task,
 )
+from espnet_pruning.train.trainer import USLUTrainer
 from espnet_pruning.uslu.espnet_model import ESPnetUSLUModel
 from espnet_pruning.uslu.preprocessor import USLUPreprocessor
 from espnet_pruning.whisper.decoder import WhisperDecoder
@@ -64,7 +64,7 @@ class USLUTask(AbsTask):
 
     num_optimizers: int = 1
     class_choices_list = [encoder_choices, decoder_choices, model_choices]
-    trainer = Trainer
+    trainer = USLUTrainer
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
@@ -112,6 +112,15 @@ class USLUTask(AbsTask):
             choices=["allow", "freeze"],
             help="with --update_outside_mask freeze: whether parameters the masks do "
             "not cover (biases, LayerNorm, positional embedding) are trained",
+        )
+        group.add_argument(
+            "--update_only",
+            type=str,
+            nargs="+",
+            default=None,
+            help="train only parameters whose name fully matches one of these regular "
+            "expressions (the rest get requires_grad=False and stay bit-identical); "
+            "e.g. the encoder's linear layers for the continual-learning baseline",
         )
         group = parser.add_argument_group(
             "Per-task batch schedule (--iterator_type task)"
@@ -375,7 +384,41 @@ class USLUTask(AbsTask):
 
             model.attach_masks(load_masks(args.mask_dir))
             logging.info(f"Task masks from {args.mask_dir}: {model.masks.tasks}")
+        if getattr(args, "update_only", None):
+            cls.restrict_trainable(model, args.update_only)
         return model
+
+    @staticmethod
+    @typechecked
+    def restrict_trainable(model: torch.nn.Module, patterns: List[str]) -> None:
+        """Freeze (``requires_grad=False``) every parameter not matching ``patterns``.
+
+        Raises:
+            DataError: For an invalid expression or one that matches nothing.
+        """
+        import re
+
+        try:
+            regexes = [re.compile(p) for p in patterns]
+        except re.error as e:
+            raise DataError(f"--update_only: invalid regular expression: {e}") from e
+        names = [n for n, _ in model.named_parameters()]
+        for rx in regexes:
+            if not any(rx.fullmatch(n) for n in names):
+                raise DataError(
+                    f"--update_only {rx.pattern!r} matches no parameter (e.g. "
+                    f"{', '.join(names[:3])})"
+                )
+        n_train = 0
+        for name, p in model.named_parameters():
+            train = any(rx.fullmatch(name) for rx in regexes)
+            p.requires_grad_(train)
+            n_train += p.numel() if train else 0
+        total = sum(p.numel() for p in model.parameters())
+        logging.info(
+            f"--update_only: {n_train} of {total} parameters trainable "
+            f"({100 * n_train / total:.2f} %)"
+        )
 
     @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module):
@@ -393,6 +436,14 @@ class USLUTask(AbsTask):
                 dict(model.named_parameters()), optimizers, others=args.unmasked_update
             )
             model.attach_masks(model.masks, restriction=restriction)
+            # What the trainer keeps exact in averaged checkpoints: entries outside
+            # the union of the trained tasks' masks (and, with freeze, the rest).
+            tasks = args.train_tasks or list(model.masks.tasks)
+            union = {n: m.clone() for n, m in model.masks.mask(tasks[0]).items()}
+            for task in tasks[1:]:
+                for n, m in model.masks.mask(task).items():
+                    union[n] |= m
+            model.frozen_scope = (union, args.unmasked_update)
         logging.info(
             f"Updates outside the active mask: {args.update_outside_mask}; "
             f"parameters without masks: {args.unmasked_update}"
