@@ -19,6 +19,12 @@
 #  12  decoding                   every system, each task with its own subnetwork
 #  13  scoring                    as stage 8
 #  14  Table 1                    RESULTS.md section + exp/pruning_table.{md,json}
+# Continual learning (the paper's §4.1, Figure 2), for each --cl_runs entry (new data of one task):
+#  15  continual training         masked: only the task's subnetwork of each multi-task pruned
+#                                 model; dense: all weights of θ0; dense_enc_linear: θ0's
+#                                 encoder linear layers only → exp/continual_<run>/<system>/
+#  16  forgetting curves          every checkpoint (each K steps) decoded on every test set
+#  17  report                     before/after table, curves (CSV/JSON/PNG) in RESULTS.md
 set -euo pipefail
 
 log() { local fname=${BASH_SOURCE[1]##*/}; echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
@@ -27,7 +33,7 @@ SECONDS=0
 
 # General
 stage=1
-stop_stage=14
+stop_stage=17
 nj=4                  # parallel jobs of data formatting
 inference_nj=4        # parallel decoding jobs per test set
 ngpu=0                # GPUs for training (0: CPU)
@@ -63,6 +69,12 @@ find_masks_config=conf/find_masks.yaml        # Algorithm 1 schedule (overlay on
 masked_config=conf/train_masked.yaml          # Algorithm 2 schedule (overlay on --train_config)
 scope_config=""       # PruningScope YAML (default: all weights but positional embeddings)
 masked_inference_model=valid.acc.best.pth
+# Continual learning (stages 15-17)
+cl_runs=""            # "NAME:TASK:TRAIN_SET:VALID_SET …", e.g. "asr:asr_librispeech:train_cl_asr:valid_cl_asr"
+cl_systems="masked dense dense_enc_linear"   # masked: one system per --prune_levels entry
+cl_config=conf/train_continual.yaml          # overlay: lr, max_epoch, num_iters_per_epoch (= K)
+cl_unmasked_update=freeze                    # biases/LayerNorm during masked continual training
+cl_enc_linear='encoder\.encoders\.blocks\.[0-9]+\.(attn\.(query|key|value|out)|mlp\.[02])\.(weight|bias)'
 
 help_message="Usage: $0 --train_set <set> --valid_set <set> --test_sets '<set> …' [options]
   --stage/--stop_stage  stages to run (default ${stage}..${stop_stage})
@@ -84,7 +96,9 @@ token_list="${dumpdir}/token_list/tokens.txt"
 stats_dir="${expdir}/uslu_stats"
 if [ -z "${tag}" ]; then tag=$(basename "${train_config}" .yaml); fi
 uslu_exp="${expdir}/uslu_${tag}"
-data_sets="${train_set} ${valid_set} ${test_sets}"
+cl_sets=""
+for _run in ${cl_runs}; do IFS=: read -r _ _ _tr _va <<< "${_run}"; cl_sets+=" ${_tr} ${_va}"; done
+data_sets="${train_set} ${valid_set} ${test_sets}${cl_sets}"
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
@@ -141,25 +155,29 @@ data_opts() {  # $1: train|valid, $2: data set
          "--$1_data_path_and_name_and_type ${d}/prompt,prompt,text"
 }
 
+collect_stats() {  # $1: train set, $2: valid set, $3: output dir
+    if [ -f "$3/.done" ]; then log "  $3 done, skipped"; return; fi
+    log "  statistics of $1 / $2 into $3"
+    mkdir -p "$3"
+    ${train_cmd} "$3/stats.log" \
+        ${python} -m espnet_pruning.bin.uslu_train --collect_stats true \
+            --config "${train_config}" --token_list "${token_list}" ${spec_opt} \
+            --use_preprocessor true --ngpu 0 --num_workers 0 \
+            $(data_opts train "$1") $(data_opts valid "$2") \
+            --train_shape_file "${dumpdir}/raw/$1/utt2category" \
+            --valid_shape_file "${dumpdir}/raw/$2/utt2category" \
+            --batch_type unsorted --output_dir "$3"
+    touch "$3/.done"
+}
+
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
-    if [ -f "${stats_dir}/.done" ]; then
-        log "Stage 5: ${stats_dir} done, skipped"
-    else
-        log "Stage 5: collect statistics into ${stats_dir}"
-        mkdir -p "${stats_dir}"
-        ${train_cmd} "${stats_dir}/stats.log" \
-            ${python} -m espnet_pruning.bin.uslu_train --collect_stats true \
-                --config "${train_config}" --token_list "${token_list}" ${spec_opt} \
-                --use_preprocessor true --ngpu 0 --num_workers 0 \
-                $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") \
-                --train_shape_file "${dumpdir}/raw/${train_set}/utt2category" \
-                --valid_shape_file "${dumpdir}/raw/${valid_set}/utt2category" \
-                --batch_type unsorted --output_dir "${stats_dir}"
-        touch "${stats_dir}/.done"
-    fi
+    log "Stage 5: statistics for batching"
+    collect_stats "${train_set}" "${valid_set}" "${stats_dir}"
 fi
 
 # Train with ESPnet's launcher (one node or several, --ngpu GPUs each); resumes after a kill.
+# ${train_data_override} ("TRAIN_SET VALID_SET STATS_DIR") replaces the main data sets.
+train_data_override=""
 train_uslu() {  # $1: experiment dir, $2: config; the rest: more uslu_train options
     local exp=$1 config=$2; shift 2
     if [ -f "${exp}/.done" ]; then log "  ${exp} done, skipped"; return; fi
@@ -172,16 +190,17 @@ train_uslu() {  # $1: experiment dir, $2: config; the rest: more uslu_train opti
         --init_file_prefix "${exp}/.dist_init_" \
         --multiprocessing_distributed true -- \
         ${python} -m espnet_pruning.bin.uslu_train \
-            --config "${config}" $(common_train_opts) \
+            --config "${config}" $(common_train_opts ${train_data_override}) \
             --output_dir "${exp}" --resume true "$@"
     touch "${exp}/.done"
 }
 
-common_train_opts() {
+common_train_opts() {  # [$1: train set, $2: valid set, $3: stats dir] (default: the main ones)
+    local tr=${1:-${train_set}} va=${2:-${valid_set}} st=${3:-${stats_dir}}
     echo "--token_list ${token_list} ${spec_opt} --use_preprocessor true" \
-         "$(data_opts train "${train_set}") $(data_opts valid "${valid_set}")" \
-         "--train_shape_file ${stats_dir}/train/speech_shape" \
-         "--valid_shape_file ${stats_dir}/valid/speech_shape"
+         "$(data_opts train "${tr}") $(data_opts valid "${va}")" \
+         "--train_shape_file ${st}/train/speech_shape" \
+         "--valid_shape_file ${st}/valid/speech_shape"
 }
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
@@ -395,7 +414,107 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
     done < <(pruned_systems)
     ${python} -m espnet_pruning.bin.uslu_pruning_table --dense "${uslu_exp}" ${_opts} \
         --json "${expdir}/pruning_table.json" --markdown "${expdir}/pruning_table.md"
-    cat "${uslu_exp}/RESULTS.md" "${expdir}/pruning_table.md" > RESULTS.md.tmp
+    { cat "${uslu_exp}/RESULTS.md"; echo; cat "${expdir}/pruning_table.md"; } > RESULTS.md.tmp
+    mv RESULTS.md.tmp RESULTS.md
+fi
+
+# ------------------------------------------------------- continual learning (15-17)
+# "system init_model mask_dir extra-options" lines of the continual-learning systems
+cl_system_lines() {
+    local sys q
+    for sys in ${cl_systems}; do
+        case "${sys}" in
+            masked)
+                for q in ${prune_levels}; do
+                    echo "masked_q${q} $(masked_exp multitask "${q}")/${masked_inference_model} $(masks_of task_specific "${q}") masked"
+                done ;;
+            dense) echo "dense ${theta0} - dense" ;;
+            dense_enc_linear) echo "dense_enc_linear ${theta0} - enc_linear" ;;
+            *) log "ERROR: --cl_systems: unknown system ${sys}"; exit 1 ;;
+        esac
+    done
+}
+# Where a system's start (step 0) was decoded: θ0's or the pruned model's decodes.
+cl_start_exp() {  # $1: system
+    case "$1" in masked_q*) masked_exp multitask "${1#masked_q}" ;; *) echo "${uslu_exp}" ;; esac
+}
+
+if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ] && [ -n "${cl_runs}" ]; then
+    log "Stage 15: continual learning: ${cl_runs} (systems: ${cl_systems})"
+    schedule_config "${cl_config}" "${expdir}/continual_train.yaml"
+    for run in ${cl_runs}; do
+        IFS=: read -r name task tr va <<< "${run}"
+        collect_stats "${tr}" "${va}" "${expdir}/uslu_stats_${tr}"
+        train_data_override="${tr} ${va} ${expdir}/uslu_stats_${tr}"
+        while read -r sys init masks kind; do
+            [ -f "${init}" ] || { log "ERROR: ${init}: start model of ${sys} not found (stages 6/11)"; exit 1; }
+            opts=(--init_param "${init}" --train_tasks "${task}")
+            case "${kind}" in
+                masked) opts+=(--mask_dir "${masks}" --update_outside_mask freeze
+                               --unmasked_update "${cl_unmasked_update}") ;;
+                enc_linear) opts+=(--update_only "${cl_enc_linear}") ;;
+            esac
+            train_uslu "${expdir}/continual_${name}/${sys}" "${expdir}/continual_train.yaml" \
+                "${opts[@]}" ${train_args}
+        done < <(cl_system_lines)
+        train_data_override=""
+    done
+fi
+
+cl_epochs() {  # $1: experiment dir → epochs with a checkpoint
+    local f
+    for f in "$1"/[0-9]*epoch.pth; do [ -f "${f}" ] && basename "${f}" epoch.pth; done | sort -n
+}
+
+if [ ${stage} -le 16 ] && [ ${stop_stage} -ge 16 ] && [ -n "${cl_runs}" ]; then
+    log "Stage 16: forgetting curves: every checkpoint on every test set"
+    for run in ${cl_runs}; do
+        IFS=: read -r name task tr va <<< "${run}"
+        while read -r sys init masks kind; do
+            exp="${expdir}/continual_${name}/${sys}"
+            _mask=""; [ "${masks}" != - ] && _mask="${masks}"
+            for e in $(cl_epochs "${exp}"); do
+                for dset in ${test_sets}; do
+                    add_decode "${exp}/curve/ep${e}/decode_${dset}" "${exp}/config.yaml" \
+                        "${exp}/${e}epoch.pth" "${dset}" "${_mask}"
+                done
+            done
+        done < <(cl_system_lines)
+    done
+    run_decode "${expdir}/continual_decode_logs"
+    for run in ${cl_runs}; do
+        IFS=: read -r name task tr va <<< "${run}"
+        while read -r sys init masks kind; do
+            exp="${expdir}/continual_${name}/${sys}"
+            for e in $(cl_epochs "${exp}"); do
+                for dset in ${test_sets}; do
+                    d="${exp}/curve/ep${e}/decode_${dset}"
+                    [ -f "${d}/score/result.json" ] || score_dir "${d}" "${dset}"
+                done
+            done
+        done < <(cl_system_lines)
+    done
+fi
+
+if [ ${stage} -le 17 ] && [ ${stop_stage} -ge 17 ] && [ -n "${cl_runs}" ]; then
+    log "Stage 17: continual-learning report"
+    _sets=""
+    for dset in ${test_sets}; do _sets+=" --test_set ${dset}:$(check_single_task "${dset}")"; done
+    : > "${expdir}/continual.md.tmp"
+    for run in ${cl_runs}; do
+        IFS=: read -r name task tr va <<< "${run}"
+        _sys=""
+        while read -r sys init masks kind; do
+            _sys+=" --system ${sys}:$(cl_start_exp "${sys}"):${expdir}/continual_${name}/${sys}"
+        done < <(cl_system_lines)
+        ${python} -m espnet_pruning.bin.uslu_continual_report --name "${name}" --task "${task}" \
+            --new_data "${tr}" ${_sets} ${_sys} --out_dir "${expdir}/continual_${name}"
+        cat "${expdir}/continual_${name}/report.md" >> "${expdir}/continual.md.tmp"
+    done
+    mv "${expdir}/continual.md.tmp" "${expdir}/continual.md"
+    { cat "${uslu_exp}/RESULTS.md"
+      [ -f "${expdir}/pruning_table.md" ] && { echo; cat "${expdir}/pruning_table.md"; }
+      echo; cat "${expdir}/continual.md"; } > RESULTS.md.tmp
     mv RESULTS.md.tmp RESULTS.md
 fi
 
