@@ -384,6 +384,16 @@ class USLUTask(AbsTask):
 
             model.attach_masks(load_masks(args.mask_dir))
             logging.info(f"Task masks from {args.mask_dir}: {model.masks.tasks}")
+            missing = [
+                t
+                for t in getattr(args, "train_tasks", None) or []
+                if t not in model.masks
+            ]
+            if missing:
+                raise DataError(
+                    f"{args.mask_dir}: no mask for --train_tasks {missing}; the mask "
+                    f"set has {', '.join(model.masks.tasks)}"
+                )
         if getattr(args, "update_only", None):
             cls.restrict_trainable(model, args.update_only)
         return model

@@ -153,3 +153,26 @@ def test_update_only_matching_nothing_is_a_clear_error(
     assert (
         "ERROR: --update_only 'encoder\\\\.nothing' matches no parameter" in proc.stderr
     )
+
+
+def test_bad_masks_fail_before_training(tiny_data, tiny_trained, masks, tmp_path):
+    config = write_train_config(tmp_path / "c.yaml", max_epoch=1)
+    other = MaskSet.ones([NEW], {"encoder.encoders.conv1.weight": (3, 3)})
+    save_masks(other, tmp_path / "other")
+    for mask_dir, extra, message in (
+        (tmp_path / "other", [], "encoder.encoders.conv1.weight"),
+        (masks[0], ["--train_tasks", "ner_slurp"], "no mask for --train_tasks"),
+    ):
+        out = tmp_path / f"exp_{len(extra)}"
+        proc = run_module(
+            "espnet_pruning.bin.uslu_train",
+            *train_args(tiny_data, out, config, tiny_data / "tokens.txt"),
+            "--mask_dir",
+            str(mask_dir),
+            *extra,
+            check=False,
+        )
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        error = proc.stderr.strip().splitlines()[-1]
+        assert error.startswith("ERROR: ") and message in error, error
+        assert not (out / "1epoch.pth").exists()
