@@ -29,6 +29,10 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument(
+        "--table2_level", type=int, default=None, help="also Table 2's shape at this Q"
+    )
+    parser.add_argument("--table2_markdown", type=Path, default=None)
     return parser
 
 
@@ -38,6 +42,7 @@ def run(args: argparse.Namespace) -> None:
         System,
         build_table,
         format_markdown,
+        format_table2,
     )
 
     table = build_table(
@@ -49,6 +54,11 @@ def run(args: argparse.Namespace) -> None:
     if args.markdown:
         atomic_write_text(args.markdown, text)
     print(text, end="")
+    if args.table2_level is not None:
+        text2 = format_table2(table, args.table2_level)
+        if args.table2_markdown:
+            atomic_write_text(args.table2_markdown, text2)
+        print("\n" + text2, end="")
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:

@@ -1,4 +1,4 @@
-"""Table 1 of the paper from a finished run: Param% One / All and every task's metric.
+"""Tables 1 and 2 of the paper from a finished run: Param% One / All and every task's metric.
 
 Rows: the dense model, then per pruning level the multi-task subnetworks (Algorithm 2),
 the single-task baseline (one model θ_t per task) and task-agnostic pruning (one mask).
@@ -193,6 +193,47 @@ def format_markdown(table: Dict, title: Optional[str] = "Task-specific pruning")
                 + "|" * (len(header) - 1)
             )
         cells = [row["system"], f"{row['param_one']:.1f} / {row['param_all']:.1f}"]
+        cells += [f"{row['scores'][t['task']]:.1f}" for t in tasks]
+        lines.append("|" + "|".join(cells) + "|")
+    return "\n".join(lines) + "\n"
+
+
+@typechecked
+def format_table2(table: Dict, level: int) -> str:
+    """Table 2's shape: dense, multi-task and single-task pruning at one level.
+
+    Raises:
+        DataError: If the table has no multi-task row at ``level``.
+    """
+    labels = {
+        "dense": "UniverSLU dense",
+        "multi_task": "+Multi-task pruning",
+        "single_task": "+Single-task pruning",
+    }
+    rows = [r for r in table["rows"] if r["kind"] == "dense"]
+    rows += [
+        r
+        for r in table["rows"]
+        if r["level"] == level and r["kind"] in ("multi_task", "single_task")
+    ]
+    if not any(r["kind"] == "multi_task" for r in rows):
+        raise DataError(f"no multi-task pruning at Q = {level} in the table")
+    tasks = table["tasks"]
+    header = ["", "Param(%) One / All"] + [
+        f"{t['task']} {t['metric']}{'↑' if t['higher_is_better'] else '↓'}"
+        for t in tasks
+    ]
+    lines = [
+        f"## Dense and pruned models, Q = {level} (Table 2)",
+        "",
+        "|" + "|".join(header) + "|",
+        "|" + "---|" * len(header),
+    ]
+    for row in rows:
+        cells = [
+            labels[row["kind"]],
+            f"{row['param_one']:.1f} / {row['param_all']:.1f}",
+        ]
         cells += [f"{row['scores'][t['task']]:.1f}" for t in tasks]
         lines.append("|" + "|".join(cells) + "|")
     return "\n".join(lines) + "\n"

@@ -66,6 +66,7 @@ def test_table_values(run):
     ):
         args += ["--system", f"{kind}:2:{run / exp}:{run / masks}"]
     args += ["--json", str(run / "t.json"), "--markdown", str(run / "t.md")]
+    args += ["--table2_level", "2", "--table2_markdown", str(run / "t2.md")]
     proc = run_module("espnet_pruning.bin.uslu_pruning_table", *args)
     table = json.loads((run / "t.json").read_text())
     rows = [
@@ -85,7 +86,11 @@ def test_table_values(run):
     ]
     assert table["rows"][1]["sparsity"] == pytest.approx(40.0)
     md = (run / "t.md").read_text()
-    assert md == proc.stdout
+    assert proc.stdout.startswith(md)
+    t2 = (run / "t2.md").read_text()
+    assert "|+Multi-task pruning|80.0 / 90.0|72.0|11.0|" in t2
+    assert "|+Single-task pruning|80.0 / 160.0|71.0|12.0|" in t2
+    assert "Task-agnostic" not in t2 and "(Table 2)" in t2
     assert "|Multi-task|80.0 / 90.0|72.0|11.0|" in md
     assert "|er_iemocap accuracy↑|asr_librispeech wer↓|" in md
     assert "Q = 2 (40.0 %)" in md

@@ -413,8 +413,10 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
         _opts+=" --system ${kind}:${q}:${exp}:${masks}"
     done < <(pruned_systems)
     ${python} -m espnet_pruning.bin.uslu_pruning_table --dense "${uslu_exp}" ${_opts} \
-        --json "${expdir}/pruning_table.json" --markdown "${expdir}/pruning_table.md"
-    { cat "${uslu_exp}/RESULTS.md"; echo; cat "${expdir}/pruning_table.md"; } > RESULTS.md.tmp
+        --json "${expdir}/pruning_table.json" --markdown "${expdir}/pruning_table.md" \
+        --table2_level "${max_level}" --table2_markdown "${expdir}/pruning_table2.md"
+    { cat "${uslu_exp}/RESULTS.md"; echo; cat "${expdir}/pruning_table.md"
+      echo; cat "${expdir}/pruning_table2.md"; } > RESULTS.md.tmp
     mv RESULTS.md.tmp RESULTS.md
 fi
 
@@ -514,6 +516,7 @@ if [ ${stage} -le 17 ] && [ ${stop_stage} -ge 17 ] && [ -n "${cl_runs}" ]; then
     mv "${expdir}/continual.md.tmp" "${expdir}/continual.md"
     { cat "${uslu_exp}/RESULTS.md"
       [ -f "${expdir}/pruning_table.md" ] && { echo; cat "${expdir}/pruning_table.md"; }
+      [ -f "${expdir}/pruning_table2.md" ] && { echo; cat "${expdir}/pruning_table2.md"; }
       echo; cat "${expdir}/continual.md"; } > RESULTS.md.tmp
     mv RESULTS.md.tmp RESULTS.md
 fi
