@@ -74,7 +74,7 @@ cl_runs=""            # "NAME:TASK:TRAIN_SET:VALID_SET …", e.g. "asr:asr_libri
 cl_systems="masked dense dense_enc_linear"   # masked: one system per --prune_levels entry
 cl_config=conf/train_continual.yaml          # overlay: lr, max_epoch, num_iters_per_epoch (= K)
 cl_unmasked_update=freeze                    # biases/LayerNorm during masked continual training
-cl_enc_linear='encoder\.encoders\.blocks\.[0-9]+\.(attn\.(query|key|value|out)|mlp\.[02])\.(weight|bias)'
+cl_enc_linear_config=conf/continual_enc_linear.yaml  # overlay with update_only: the encoder's linear layers
 
 help_message="Usage: $0 --train_set <set> --valid_set <set> --test_sets '<set> …' [options]
   --stage/--stop_stage  stages to run (default ${stage}..${stop_stage})
@@ -444,6 +444,8 @@ cl_start_exp() {  # $1: system
 if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ] && [ -n "${cl_runs}" ]; then
     log "Stage 15: continual learning: ${cl_runs} (systems: ${cl_systems})"
     schedule_config "${cl_config}" "${expdir}/continual_train.yaml"
+    ${python} -m espnet_pruning.bin.uslu_config --base "${train_config}" --overlay "${cl_config}" \
+        --overlay "${cl_enc_linear_config}" --output "${expdir}/continual_train_enc_linear.yaml"
     for run in ${cl_runs}; do
         IFS=: read -r name task tr va <<< "${run}"
         collect_stats "${tr}" "${va}" "${expdir}/uslu_stats_${tr}"
@@ -451,13 +453,13 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ] && [ -n "${cl_runs}" ]; then
         while read -r sys init masks kind; do
             [ -f "${init}" ] || { log "ERROR: ${init}: start model of ${sys} not found (stages 6/11)"; exit 1; }
             opts=(--init_param "${init}" --train_tasks "${task}")
+            config="${expdir}/continual_train.yaml"
             case "${kind}" in
                 masked) opts+=(--mask_dir "${masks}" --update_outside_mask freeze
                                --unmasked_update "${cl_unmasked_update}") ;;
-                enc_linear) opts+=(--update_only "${cl_enc_linear}") ;;
+                enc_linear) config="${expdir}/continual_train_enc_linear.yaml" ;;
             esac
-            train_uslu "${expdir}/continual_${name}/${sys}" "${expdir}/continual_train.yaml" \
-                "${opts[@]}" ${train_args}
+            train_uslu "${expdir}/continual_${name}/${sys}" "${config}" "${opts[@]}" ${train_args}
         done < <(cl_system_lines)
         train_data_override=""
     done
