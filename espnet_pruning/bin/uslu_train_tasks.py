@@ -15,11 +15,10 @@ Example:
 """
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
-from espnet_pruning.bin.cli import exit_on_input_error
+from espnet_pruning.bin.cli import run_logged
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -49,11 +48,7 @@ def run(args: argparse.Namespace) -> None:
 def main(cmd: Optional[Sequence[str]] = None) -> None:
     """Entry point; bad input ends with one message and exit status 1."""
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(
-        level="INFO",
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
-    )
-    exit_on_input_error(lambda: run(args))
+    run_logged(lambda: run(args))
 
 
 if __name__ == "__main__":

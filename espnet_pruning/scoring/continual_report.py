@@ -21,7 +21,7 @@ import yaml
 from typeguard import typechecked
 
 from espnet_pruning.errors import DataError
-from espnet_pruning.scoring.pruning_table import read_score
+from espnet_pruning.scoring.pruning_table import parse_test_sets, read_score
 
 
 @dataclass
@@ -81,12 +81,7 @@ def collect_series(
     Raises:
         DataError: For a malformed ``SET:TASK`` or a missing score.
     """
-    sets = []
-    for item in test_sets:
-        dset, sep, task = item.partition(":")
-        if not sep:
-            raise DataError(f"--test_set {item!r}: expected SET:TASK")
-        sets.append((dset, task))
+    sets = parse_test_sets(test_sets)
     rows, tasks = [], {}
     for system in systems:
         k = system.steps_per_epoch()

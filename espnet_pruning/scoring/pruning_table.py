@@ -14,7 +14,7 @@ shared models and ``<exp>/<task>/decode_<set>/`` for the single-task baseline.
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from typeguard import typechecked
 
@@ -65,6 +65,22 @@ class System:
         if self.kind == "single_task":
             return self.exp / task / f"decode_{test_set}"
         return self.exp / f"decode_{test_set}"
+
+
+@typechecked
+def parse_test_sets(items: Sequence[str]) -> List[Tuple[str, str]]:
+    """``(set, task)`` pairs of ``SET:TASK`` items.
+
+    Raises:
+        DataError: For an item without ``:``.
+    """
+    sets = []
+    for item in items:
+        dset, sep, task = item.partition(":")
+        if not sep:
+            raise DataError(f"--test_set {item!r}: expected SET:TASK")
+        sets.append((dset, task))
+    return sets
 
 
 @typechecked
@@ -119,12 +135,7 @@ def build_table(
         ``{"tasks": [{task, test_set, metric, higher_is_better}], "rows": [{system,
         kind, level, sparsity, param_one, param_all, scores: {task: value}}]}``.
     """
-    sets = []
-    for item in test_sets:
-        dset, sep, task = item.partition(":")
-        if not sep:
-            raise DataError(f"--test_set {item!r}: expected SET:TASK")
-        sets.append((dset, task))
+    sets = parse_test_sets(test_sets)
 
     def scores(decode_dir_of) -> Dict[str, float]:
         return {t: read_score(decode_dir_of(d, t))["value"] for d, t in sets}
