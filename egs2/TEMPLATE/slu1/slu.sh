@@ -415,6 +415,15 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
     ${python} -m espnet_pruning.bin.uslu_pruning_table --dense "${uslu_exp}" ${_opts} \
         --json "${expdir}/pruning_table.json" --markdown "${expdir}/pruning_table.md" \
         --table2_level "${max_level}" --table2_markdown "${expdir}/pruning_table2.md"
+    # Figures of the task-specific masks at the highest level (Figure 3, per-layer sparsity).
+    _masks=$(masks_of task_specific "${max_level}")
+    for fig in overlap layers; do
+        ${python} -m espnet_pruning.bin.uslu_plots "${fig}" --mask_dir "${_masks}" \
+            --output "${expdir}/figures/${fig}_q${max_level}.png"
+    done
+    { echo; echo "![task overlap, Q = ${max_level} (Figure 3)](${expdir}/figures/overlap_q${max_level}.png)"
+      echo; echo "![sparsity per layer, Q = ${max_level}](${expdir}/figures/layers_q${max_level}.png)"
+    } >> "${expdir}/pruning_table2.md"
     { cat "${uslu_exp}/RESULTS.md"; echo; cat "${expdir}/pruning_table.md"
       echo; cat "${expdir}/pruning_table2.md"; } > RESULTS.md.tmp
     mv RESULTS.md.tmp RESULTS.md
