@@ -415,6 +415,23 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
     ${python} -m espnet_pruning.bin.uslu_pruning_table --dense "${uslu_exp}" ${_opts} \
         --json "${expdir}/pruning_table.json" --markdown "${expdir}/pruning_table.md" \
         --table2_level "${max_level}" --table2_markdown "${expdir}/pruning_table2.md"
+    # Matched-pairs test (MAPSSWE), multi-task vs task-agnostic pruning, as the paper's §4.
+    if [[ " ${prune_baselines} " == *" task_agnostic "* ]]; then
+        _pairs=()
+        for q in ${prune_levels}; do
+            for dset in ${test_sets}; do
+                task=$(check_single_task "${dset}")
+                metric=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
+                case "${metric}" in wer|accuracy) ;; *) continue ;; esac
+                _pairs+=(--pair "Q=${q} ${task}:${metric}:${dumpdir}/raw/${dset}/text:$(masked_exp multitask "${q}")/decode_${dset}/1best_recog/text:$(masked_exp agnostic "${q}")/decode_${dset}/1best_recog/text")
+            done
+        done
+        { echo "## Matched-pairs test: multi-task vs task-agnostic pruning"; echo
+          ${python} -m espnet_pruning.bin.uslu_significance "${_pairs[@]}" \
+              --name_a multi-task --name_b task-agnostic --json "${expdir}/significance.json"
+        } > "${expdir}/significance.md"
+        { echo; cat "${expdir}/significance.md"; } >> "${expdir}/pruning_table2.md"
+    fi
     # Figures of the task-specific masks at the highest level (Figure 3, per-layer sparsity).
     _masks=$(masks_of task_specific "${max_level}")
     for fig in overlap layers; do
