@@ -7,7 +7,8 @@ Example:
 
 Prints the metric and writes ``OUT_DIR/result.json`` (written atomically); for ``wer`` the
 trn files and sclite's report ``result.txt`` are kept in ``OUT_DIR`` too. Bad input ends
-with one ``ERROR:`` line and exit status 1.
+with one ``ERROR:`` line and exit status 1. Many decodings are scored in one process with
+repeated ``--item METRIC:REF:HYP:OUT_DIR`` (instead of the four options).
 """
 
 import argparse
@@ -27,13 +28,36 @@ RESULT_JSON = "result.json"
 def get_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--metric", required=True, choices=sorted(METRICS))
-    parser.add_argument("--ref", required=True, type=Path, help="reference text file")
-    parser.add_argument("--hyp", required=True, type=Path, help="hypothesis text file")
+    parser.add_argument("--metric", choices=sorted(METRICS))
+    parser.add_argument("--ref", type=Path, help="reference text file")
+    parser.add_argument("--hyp", type=Path, help="hypothesis text file")
+    parser.add_argument("--out_dir", type=Path, help="where result.json is written")
     parser.add_argument(
-        "--out_dir", required=True, type=Path, help="where result.json is written"
+        "--item",
+        action="append",
+        default=[],
+        help="METRIC:REF:HYP:OUT_DIR (repeatable; instead of the four above)",
     )
     return parser
+
+
+def score_items(args: argparse.Namespace):
+    """``(metric, ref, hyp, out_dir)`` of every scoring asked for."""
+    items = []
+    for item in args.item:
+        parts = item.split(":")
+        if len(parts) != 4 or parts[0] not in METRICS:
+            raise ScoringError(
+                f"--item {item!r}: expected METRIC:REF:HYP:OUT_DIR, METRIC one of "
+                f"{sorted(METRICS)}"
+            )
+        items.append((parts[0], *map(Path, parts[1:])))
+    single = (args.metric, args.ref, args.hyp, args.out_dir)
+    if any(x is not None for x in single) or not items:
+        if any(x is None for x in single):
+            raise ScoringError("--metric, --ref, --hyp and --out_dir are required")
+        items.append(single)
+    return items
 
 
 @typechecked
@@ -81,16 +105,24 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     """Entry point."""
     args = get_parser().parse_args(cmd)
     try:
-        result = score_files(args.metric, args.ref, args.hyp, args.out_dir)
+        items = score_items(args)
+        for metric, ref, hyp, out_dir in items:
+            result = score_files(metric, ref, hyp, out_dir)
+            report(result, out_dir if len(items) > 1 else None)
     except ScoringError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def report(result: MetricResult, where: Optional[Path]) -> None:
+    """Print the result (and warn about missing hypotheses)."""
     missing = result.details.get("n_missing", 0)
     note = f", {missing} hypotheses missing (scored as empty)" if missing else ""
-    print(f"{result.name}: {result.value:.2f} (n={result.n}{note})")
+    prefix = f"{where}: " if where is not None else ""
+    print(f"{prefix}{result.name}: {result.value:.2f} (n={result.n}{note})")
     if missing:
         print(
-            f"WARNING: {missing} of {result.n} references have no hypothesis",
+            f"WARNING: {prefix}{missing} of {result.n} references have no hypothesis",
             file=sys.stderr,
         )
 

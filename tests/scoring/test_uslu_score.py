@@ -76,3 +76,27 @@ def test_cli_subprocess_missing_file_no_traceback(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "ERROR: cannot read" in proc.stderr and "missing" in proc.stderr
+
+
+def test_several_items_in_one_process(tmp_path, capsys):
+    ref = tmp_path / "ref"
+    ref.write_text("u1 em:hap SEP a\nu2 em:sad SEP b\n")
+    (tmp_path / "h1").write_text("u1 em:hap\nu2 em:hap\n")
+    (tmp_path / "h2").write_text("u1 em:hap\nu2 em:sad\n")
+    main(
+        [
+            "--item",
+            f"accuracy:{ref}:{tmp_path / 'h1'}:{tmp_path / 's1'}",
+            "--item",
+            f"accuracy:{ref}:{tmp_path / 'h2'}:{tmp_path / 's2'}",
+        ]
+    )
+    values = [
+        json.loads((tmp_path / s / "result.json").read_text())["value"]
+        for s in ("s1", "s2")
+    ]
+    assert values == [50.0, 100.0]
+    assert f"{tmp_path / 's2'}: accuracy: 100.00 (n=2)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--item", f"bleu:{ref}:{ref}:{tmp_path}"])
+    assert "ERROR: --item" in capsys.readouterr().err

@@ -271,17 +271,27 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     run_decode "${uslu_exp}/decode_logs"
 fi
 
+# Scoring: items are added per decode dir, then scored in one process.
+declare -A metric_of_set=()
+score_items=()
 score_dir() {  # $1: decode dir, $2: test set
-    local task metric
-    task=$(check_single_task "$2")
-    metric=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
-    ${python} -m espnet_pruning.bin.uslu_score --metric "${metric}" \
-        --ref "${dumpdir}/raw/$2/text" --hyp "$1/1best_recog/text" --out_dir "$1/score"
+    local task
+    if [ -z "${metric_of_set[$2]:-}" ]; then
+        task=$(check_single_task "$2")
+        metric_of_set[$2]=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
+    fi
+    score_items+=(--item "${metric_of_set[$2]}:${dumpdir}/raw/$2/text:$1/1best_recog/text:$1/score")
+}
+run_score() {
+    if [ ${#score_items[@]} -eq 0 ]; then return; fi
+    ${python} -m espnet_pruning.bin.uslu_score "${score_items[@]}"
+    score_items=()
 }
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     log "Stage 8: scoring"
     for dset in ${test_sets}; do score_dir "${uslu_exp}/decode_${dset}" "${dset}"; done
+    run_score
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
@@ -403,6 +413,7 @@ if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
             score_dir "${dir}" "${dset}"
         done
     done < <(pruned_systems)
+    run_score
 fi
 
 if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
@@ -524,6 +535,7 @@ if [ ${stage} -le 16 ] && [ ${stop_stage} -ge 16 ] && [ -n "${cl_runs}" ]; then
             done
         done < <(cl_system_lines)
     done
+    run_score
 fi
 
 if [ ${stage} -le 17 ] && [ ${stop_stage} -ge 17 ] && [ -n "${cl_runs}" ]; then
