@@ -68,6 +68,40 @@ def test_mini_recipe_short_configuration(tmp_path):
     md = (recipe / "RESULTS.md").read_text()
     assert all(f"|{t}|test_{t}|" in md for t in TASKS)
 
+    # Table 1 from masks and scores: Param% One equal for every pruned system at a
+    # level, All = union (multi-task) <= sum (single-task), one mask (task-agnostic).
+    table = json.loads((recipe / "exp" / "pruning_table.json").read_text())
+    kinds = [(r["kind"], r["level"]) for r in table["rows"]]
+    assert kinds == [("dense", 0)] + [
+        (k, q) for q in (1, 2) for k in ("multi_task", "single_task", "task_agnostic")
+    ]
+    for row in table["rows"][1:]:
+        assert sorted(row["scores"]) == sorted(TASKS)
+        expected = {1: 80.0, 2: 64.0}[row["level"]]
+        assert abs(row["sparsity"] - (100 - expected)) < 0.01
+    by = {(r["kind"], r["level"]): r for r in table["rows"]}
+    for q in (1, 2):
+        mt, st, ta = (
+            by[(k, q)] for k in ("multi_task", "single_task", "task_agnostic")
+        )
+        assert mt["param_one"] == st["param_one"] == ta["param_one"]
+        assert ta["param_all"] == ta["param_one"] <= mt["param_all"] <= 100.0
+        assert abs(st["param_all"] - 7 * st["param_one"]) < 1e-6
+    # Continual learning: both runs, every system, a report with the verdicts.
+    for run in ("asr", "ic"):
+        report = json.loads(
+            (recipe / "exp" / f"continual_{run}" / "report.json").read_text()
+        )
+        assert sorted(report["forgetting"]) == sorted(
+            ["masked_q1", "masked_q2", "dense", "dense_enc_linear"]
+        )
+        assert len(report["verdicts"]) == 4
+        assert (recipe / "exp" / f"continual_{run}" / "curves.png").stat().st_size > 0
+    md = (recipe / "RESULTS.md").read_text()
+    assert (
+        "(Table 1)" in md and "(Table 2)" in md and "## Continual learning: asr" in md
+    )
+
     # A second run skips every stage's finished work.
     again = run_recipe(recipe, *SHORT)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -75,3 +109,6 @@ def test_mini_recipe_short_configuration(tmp_path):
     assert "Stage 4: dump/token_list/tokens.txt exists, skipped" in out
     assert "exp/uslu_train_uslu done, skipped" in out
     assert "decode_test_er_iemocap done, skipped" in out
+    assert "exp/find_masks/task_specific/round2 done, skipped" in out
+    assert "exp/uslu_multitask_q2 done, skipped" in out
+    assert "exp/continual_ic/dense done, skipped" in out

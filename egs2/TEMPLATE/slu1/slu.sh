@@ -298,6 +298,8 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     log "Stage 9: results of ${uslu_exp}"
     _opts=""
     for dset in ${test_sets}; do _opts+=" --test_set ${dset}:$(check_single_task "${dset}")"; done
+    # local/RESULTS_notes.md (optional): the recipe's description, put under the title.
+    [ -f local/RESULTS_notes.md ] && _opts+=" --notes local/RESULTS_notes.md"
     ${python} -m espnet_pruning.bin.uslu_results --exp "${uslu_exp}" ${_opts} \
         --json "${uslu_exp}/results.json" --markdown "${uslu_exp}/RESULTS.md"
     cp "${uslu_exp}/RESULTS.md" RESULTS.md
