@@ -2,7 +2,8 @@
 """Report of one continual-learning run: series (CSV, JSON), curves (PNG), table (MD).
 
 See :mod:`espnet_pruning.scoring.continual_report`. Outputs go to ``--out_dir``:
-``series.csv``, ``series.json``, ``curves.png``, ``report.md``, ``report.json``, all written
+``series.csv``, ``series.json``, ``curves.png`` (or ``--figure``), ``report.md``,
+``report.json``, all written
 atomically.
 
 Example:
@@ -33,6 +34,9 @@ def get_parser() -> argparse.ArgumentParser:
         "--system", action="append", default=[], help="NAME:START_EXP:EXP"
     )
     parser.add_argument("--out_dir", type=Path, required=True)
+    parser.add_argument(
+        "--figure", type=Path, default=None, help="curves PNG (default OUT_DIR/curves.png)"
+    )
     return parser
 
 
@@ -49,14 +53,15 @@ def run(args: argparse.Namespace) -> None:
     rows, tasks = collect_series(systems, args.test_set)
     write_series(rows, args.out_dir / "series.csv")
     atomic_write_text(args.out_dir / "series.json", json.dumps(rows, indent=1) + "\n")
-    plot_forgetting_curves(rows, args.out_dir / "curves.png")
+    figure = args.figure or args.out_dir / "curves.png"
+    plot_forgetting_curves(rows, figure, title=f"continual learning: {args.name}")
     text, summary = format_report(
         args.name,
         args.task,
         args.new_data,
         rows,
         tasks,
-        figure=str(args.out_dir / "curves.png"),
+        figure=str(figure),
     )
     atomic_write_text(args.out_dir / "report.md", text)
     atomic_write_text(

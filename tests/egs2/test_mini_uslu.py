@@ -30,7 +30,7 @@ def scratch_recipe(tmp: Path) -> Path:
     recipe = tmp / "egs2" / "mini_uslu" / "slu1"
     recipe.mkdir()
     for item in RECIPE.iterdir():
-        if item.name not in ("data", "dump", "exp", "downloads", "RESULTS.md"):
+        if item.name not in ("data", "dump", "exp", "downloads", "figures", "RESULTS.md"):
             (recipe / item.name).symlink_to(
                 os.readlink(item) if item.is_symlink() else item
             )
@@ -96,7 +96,7 @@ def test_mini_recipe_short_configuration(tmp_path):
             ["masked_q1", "masked_q2", "dense", "dense_enc_linear"]
         )
         assert len(report["verdicts"]) == 4
-        assert (recipe / "exp" / f"continual_{run}" / "curves.png").stat().st_size > 0
+        assert (recipe / "figures" / f"continual_{run}.png").stat().st_size > 0
     md = (recipe / "RESULTS.md").read_text()
     assert (
         "(Table 1)" in md and "(Table 2)" in md and "## Continual learning: asr" in md

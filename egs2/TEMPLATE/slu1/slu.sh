@@ -69,6 +69,7 @@ find_masks_config=conf/find_masks.yaml        # Algorithm 1 schedule (overlay on
 masked_config=conf/train_masked.yaml          # Algorithm 2 schedule (overlay on --train_config)
 scope_config=""       # PruningScope YAML (default: all weights but positional embeddings)
 masked_inference_model=valid.acc.best.pth
+figures_dir=figures   # PNGs linked from RESULTS.md (beside it, outside exp/)
 # Continual learning (stages 15-17)
 cl_runs=""            # "NAME:TASK:TRAIN_SET:VALID_SET …", e.g. "asr:asr_librispeech:train_cl_asr:valid_cl_asr"
 cl_systems="masked dense dense_enc_linear"   # masked: one system per --prune_levels entry
@@ -449,10 +450,10 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
     _masks=$(masks_of task_specific "${max_level}")
     for fig in overlap layers; do
         ${python} -m espnet_pruning.bin.uslu_plots "${fig}" --mask_dir "${_masks}" \
-            --output "${expdir}/figures/${fig}_q${max_level}.png"
+            --output "${figures_dir}/${fig}_q${max_level}.png"
     done
-    { echo; echo "![task overlap, Q = ${max_level} (Figure 3)](${expdir}/figures/overlap_q${max_level}.png)"
-      echo; echo "![sparsity per layer, Q = ${max_level}](${expdir}/figures/layers_q${max_level}.png)"
+    { echo; echo "![task overlap, Q = ${max_level} (Figure 3)](${figures_dir}/overlap_q${max_level}.png)"
+      echo; echo "![sparsity per layer, Q = ${max_level}](${figures_dir}/layers_q${max_level}.png)"
     } >> "${expdir}/pruning_table2.md"
     { cat "${uslu_exp}/RESULTS.md"; echo; cat "${expdir}/pruning_table.md"
       echo; cat "${expdir}/pruning_table2.md"; } > RESULTS.md.tmp
@@ -552,7 +553,8 @@ if [ ${stage} -le 17 ] && [ ${stop_stage} -ge 17 ] && [ -n "${cl_runs}" ]; then
             _sys+=" --system ${sys}:$(cl_start_exp "${sys}"):${expdir}/continual_${name}/${sys}"
         done < <(cl_system_lines)
         ${python} -m espnet_pruning.bin.uslu_continual_report --name "${name}" --task "${task}" \
-            --new_data "${tr}" ${_sets} ${_sys} --out_dir "${expdir}/continual_${name}"
+            --new_data "${tr}" ${_sets} ${_sys} --out_dir "${expdir}/continual_${name}" \
+            --figure "${figures_dir}/continual_${name}.png"
         cat "${expdir}/continual_${name}/report.md" >> "${expdir}/continual.md.tmp"
     done
     mv "${expdir}/continual.md.tmp" "${expdir}/continual.md"
