@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""Figures of a run: task overlap heatmap (Figure 3), per-layer sparsity, forgetting curves.
+"""Figures of a run: task overlap (Figure 3), per-layer sparsity, forgetting curves.
+
+See :mod:`espnet_pruning.scoring.plots`. The series of ``forgetting`` is a CSV with the
+header ``system,step,task,metric,value`` or a JSON list of such objects (``.json``).
 
 Example:
-    python -m espnet_pruning.bin.uslu_plots overlap --mask_dir M --output fig3.png
+    python -m espnet_pruning.bin.uslu_plots overlap --mask_dir M --output fig3.png \\
+        --label er_iemocap=ER --label asr_librispeech=ASR
     python -m espnet_pruning.bin.uslu_plots layers --mask_dir M --output layers.png
     python -m espnet_pruning.bin.uslu_plots forgetting --series s.csv --output fig2.png
 """
 
 import argparse
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from espnet_pruning.bin.cli import exit_on_input_error
+from espnet_pruning.errors import InputError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -22,11 +27,30 @@ def get_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what)
         p.add_argument("--mask_dir", type=Path, required=True)
         p.add_argument("--output", type=Path, required=True)
-    p = sub.add_parser("forgetting", help="Figure 2 from a series CSV")
+        p.add_argument("--title", default=None)
+        if name == "overlap":
+            p.add_argument(
+                "--label",
+                action="append",
+                default=[],
+                help="TASK=LABEL: show TASK as LABEL (repeatable)",
+            )
+    p = sub.add_parser("forgetting", help="Figure 2 from a series CSV or JSON")
     p.add_argument("--series", type=Path, required=True)
     p.add_argument("--title", default=None)
     p.add_argument("--output", type=Path, required=True)
     return parser
+
+
+def parse_labels(items: Sequence[str]) -> Dict[str, str]:
+    """``TASK=LABEL`` items as a dict."""
+    labels = {}
+    for item in items:
+        task, sep, label = item.partition("=")
+        if not sep or not task or not label:
+            raise InputError(f"--label {item!r}: expected TASK=LABEL")
+        labels[task] = label
+    return labels
 
 
 def run(args: argparse.Namespace) -> None:
@@ -38,9 +62,18 @@ def run(args: argparse.Namespace) -> None:
         rows = plots.read_series(args.series)
         plots.plot_forgetting_curves(rows, args.output, title=args.title)
     elif args.figure == "overlap":
-        plots.plot_overlap_heatmap(load_masks(args.mask_dir), args.output)
+        labels = parse_labels(args.label)
+        masks = load_masks(args.mask_dir)
+        unknown = sorted(set(labels) - set(masks.tasks))
+        if unknown:
+            raise InputError(
+                f"--label for unknown tasks {unknown}; tasks: {masks.tasks}"
+            )
+        kwargs = {} if args.title is None else {"title": args.title}
+        plots.plot_overlap_heatmap(masks, args.output, task_labels=labels, **kwargs)
     else:
-        plots.plot_layer_sparsity(load_masks(args.mask_dir), args.output)
+        kwargs = {} if args.title is None else {"title": args.title}
+        plots.plot_layer_sparsity(load_masks(args.mask_dir), args.output, **kwargs)
     print(args.output)
 
 
