@@ -1,8 +1,10 @@
-"""Audio helpers of the synthetic corpus: WAV checking, atomic writing, resampling, noise.
+"""Audio helpers of the corpora: checking, atomic writing, resampling, noise.
 
-Every WAV the corpus references is 16 kHz, mono, 16-bit PCM. :func:`check_wav` is what the
-recipe and :func:`espnet_pruning.corpora.kaldi.validate_data_dir` use to reject a corrupt,
-truncated or wrong-rate file with a message naming it.
+Every WAV the synthetic corpus references is 16 kHz, mono, 16-bit PCM. :func:`check_wav` is
+what the recipe uses to reject a corrupt, truncated or wrong-rate WAV with a message naming
+it; :func:`check_audio_file` (used by :func:`espnet_pruning.corpora.kaldi.validate_data_dir`)
+also accepts the FLAC files of the real corpora (SLURP, LibriSpeech), checked from their
+header.
 """
 
 import os
@@ -105,6 +107,50 @@ def check_wav(
             f"{path}: libsndfile reads {info.frames} frames, header {frames}"
         )
     return frames
+
+
+@typechecked
+def check_audio_file(
+    path: Union[str, Path], expected_rate: int = SAMPLE_RATE, channels: int = 1
+) -> int:
+    """Check a WAV (:func:`check_wav`) or any other libsndfile format such as FLAC.
+
+    Non-WAV files are checked from their header only (``soundfile.info``): readable,
+    the expected rate and channels, at least one frame. That is cheap enough for the
+    hundreds of thousands of files of a real corpus.
+
+    Args:
+        path: The audio file.
+        expected_rate: Required sampling rate in Hz.
+        channels: Required number of channels.
+
+    Returns:
+        The number of samples (frames).
+
+    Raises:
+        WavError: Naming ``path`` and what is wrong.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise WavError(f"{path}: cannot read: {e.strerror or e}") from e
+    if magic == b"RIFF":
+        return check_wav(path, expected_rate=expected_rate, channels=channels)
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise WavError(f"{path}: unreadable audio file: {e}") from e
+    if info.samplerate != expected_rate:
+        raise WavError(
+            f"{path}: sampling rate {info.samplerate} Hz, expected {expected_rate} Hz"
+        )
+    if info.channels != channels:
+        raise WavError(f"{path}: {info.channels} channels, expected {channels}")
+    if info.frames <= 0:
+        raise WavError(f"{path}: no audio samples")
+    return int(info.frames)
 
 
 @typechecked

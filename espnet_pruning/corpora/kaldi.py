@@ -2,10 +2,12 @@
 
 A directory holds ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt`` and the UniverSLU extras
 ``prompt`` (``<uttid> <|en|> <|task|> <|dataset|>``), ``utt2category`` (``<uttid> <task>``)
-and ``utt2num_samples``, every file sorted by its first field in C (byte) order.
-:func:`validate_data_dir` checks what ESPnet's ``utils/validate_data_dir.sh --no-feats``
-checks (and a little more: printable ASCII text, every WAV readable, 16 kHz, mono) and raises
-:class:`DataDirError` naming the file and line. Usable from the shell::
+and ``utt2num_samples`` (left out when the sample counts are unknown), every file sorted by its
+first field in C (byte) order. :func:`validate_data_dir` checks what ESPnet's
+``utils/validate_data_dir.sh --no-feats`` checks (and a little more: printable ASCII text,
+every audio file readable, 16 kHz, mono; WAV in full, FLAC from its header) and raises
+:class:`DataDirError` naming the file and line. :func:`read_data_dir` reads a directory
+back. Usable from the shell::
 
     python -m espnet_pruning.corpora.kaldi data/train data/valid
 """
@@ -20,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from typeguard import typechecked
 
-from espnet_pruning.corpora.audio import WavError, check_wav
+from espnet_pruning.corpora.audio import WavError, check_audio_file
 from espnet_pruning.errors import InputError
 
 REQUIRED = ("wav.scp", "text", "utt2spk", "spk2utt")
@@ -33,7 +35,7 @@ class DataDirError(InputError):
 
 @dataclasses.dataclass(frozen=True)
 class KaldiEntry:
-    """One utterance of a data directory."""
+    """One utterance of a data directory (``num_samples`` None: unknown)."""
 
     utt_id: str
     speaker: str
@@ -41,7 +43,7 @@ class KaldiEntry:
     text: str
     prompt: str
     category: str
-    num_samples: int
+    num_samples: Optional[int] = None
 
 
 def _check_field(value: str, what: str, utt_id: str) -> None:
@@ -51,7 +53,10 @@ def _check_field(value: str, what: str, utt_id: str) -> None:
 
 @typechecked
 def write_data_dir(
-    path: Path, entries: Sequence[KaldiEntry], validate: bool = True
+    path: Path,
+    entries: Sequence[KaldiEntry],
+    validate: bool = True,
+    check_audio: bool = True,
 ) -> None:
     """Write a data directory atomically: a temporary sibling folder, then a rename.
 
@@ -62,6 +67,8 @@ def write_data_dir(
         path: The data directory to (re)create.
         entries: Its utterances (any order; written sorted).
         validate: Run :func:`validate_data_dir` on the temporary folder before the rename.
+        check_audio: Let that validation open every audio file (callers that checked
+            the audio already pass False).
     """
     for e in entries:
         _check_field(e.utt_id, "utterance id", e.utt_id)
@@ -84,8 +91,10 @@ def write_data_dir(
         ],
         "prompt": [f"{e.utt_id} {e.prompt}" for e in rows],
         "utt2category": [f"{e.utt_id} {e.category}" for e in rows],
-        "utt2num_samples": [f"{e.utt_id} {e.num_samples}" for e in rows],
     }
+    # A partial utt2num_samples would fail validation; without counts, stage 3 makes one.
+    if all(e.num_samples is not None for e in rows):
+        files["utt2num_samples"] = [f"{e.utt_id} {e.num_samples}" for e in rows]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
@@ -99,7 +108,7 @@ def write_data_dir(
             with open(tmp / name, "w", encoding="utf-8", newline="\n") as f:
                 f.write("".join(line + "\n" for line in lines))
         if validate:
-            validate_data_dir(tmp)
+            validate_data_dir(tmp, check_audio=check_audio)
         if path.exists():
             os.rename(path, old)
         os.rename(tmp, path)
@@ -160,12 +169,13 @@ def validate_data_dir(
     inversion of ``utt2spk`` and sorting ``utt2spk`` by speaker gives the same order (Kaldi's
     rule; true when speaker ids are prefixes of utterance ids); text and prompt printable
     ASCII and non-empty;
-    ``utt2num_samples`` integers; every WAV exists, is complete 16-bit PCM, mono, at
-    ``expected_rate``, with the number of samples ``utt2num_samples`` gives.
+    ``utt2num_samples`` integers; every audio file exists and is mono at ``expected_rate``
+    (WAVs complete 16-bit PCM, other formats such as FLAC checked from their header), with
+    the number of samples ``utt2num_samples`` gives.
 
     Args:
         path: The data directory.
-        check_audio: Also open every WAV of ``wav.scp``.
+        check_audio: Also open every audio file of ``wav.scp``.
         expected_rate: Required sampling rate.
 
     Returns:
@@ -241,7 +251,7 @@ def validate_data_dir(
         if not check_audio:
             continue
         try:
-            frames = check_wav(rest[0], expected_rate=expected_rate)
+            frames = check_audio_file(rest[0], expected_rate=expected_rate)
         except WavError as e:
             raise DataDirError(f"{path / 'wav.scp'}:{n}: {e}") from e
         if utt in num_samples and num_samples[utt] != frames:
@@ -250,6 +260,47 @@ def validate_data_dir(
                 f"{rest[0]} has {frames}"
             )
     return len(utts)
+
+
+@typechecked
+def read_data_dir(path: Union[str, Path]) -> List[KaldiEntry]:
+    """Read a data directory written by :func:`write_data_dir` (validated first).
+
+    Args:
+        path: The data directory; ``prompt`` and ``utt2category`` are required.
+
+    Returns:
+        Its utterances in file order; ``num_samples`` None without ``utt2num_samples``.
+
+    Raises:
+        DataDirError: The directory is invalid or lacks ``prompt``/``utt2category``.
+    """
+    path = Path(path)
+    validate_data_dir(path, check_audio=False)
+    for name in ("prompt", "utt2category"):
+        if not (path / name).is_file():
+            raise DataDirError(f"{path / name}: missing")
+    cols = {
+        name: {k: " ".join(rest) for _, k, rest in _read_table(path / name)}
+        for name in ("wav.scp", "text", "utt2spk", "prompt", "utt2category")
+    }
+    samples = (
+        {k: int(rest[0]) for _, k, rest in _read_table(path / "utt2num_samples")}
+        if (path / "utt2num_samples").is_file()
+        else {}
+    )
+    return [
+        KaldiEntry(
+            utt_id=utt,
+            speaker=cols["utt2spk"][utt],
+            wav=cols["wav.scp"][utt],
+            text=cols["text"][utt],
+            prompt=cols["prompt"][utt],
+            category=cols["utt2category"][utt],
+            num_samples=samples.get(utt),
+        )
+        for utt in cols["utt2spk"]
+    ]
 
 
 def get_parser() -> argparse.ArgumentParser:

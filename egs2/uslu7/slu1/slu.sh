@@ -1,0 +1,1 @@
+../../TEMPLATE/slu1/slu.sh
