@@ -35,7 +35,10 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out_dir", type=Path, required=True)
     parser.add_argument(
-        "--figure", type=Path, default=None, help="curves PNG (default OUT_DIR/curves.png)"
+        "--figure",
+        type=Path,
+        default=None,
+        help="curves PNG (default OUT_DIR/curves.png)",
     )
     return parser
 

@@ -30,7 +30,14 @@ def scratch_recipe(tmp: Path) -> Path:
     recipe = tmp / "egs2" / "mini_uslu" / "slu1"
     recipe.mkdir()
     for item in RECIPE.iterdir():
-        if item.name not in ("data", "dump", "exp", "downloads", "figures", "RESULTS.md"):
+        if item.name not in (
+            "data",
+            "dump",
+            "exp",
+            "downloads",
+            "figures",
+            "RESULTS.md",
+        ):
             (recipe / item.name).symlink_to(
                 os.readlink(item) if item.is_symlink() else item
             )
