@@ -19,6 +19,7 @@ Example:
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import yaml
@@ -165,8 +166,23 @@ def decode_jobs(args: argparse.Namespace) -> List[argparse.Namespace]:
     return jobs
 
 
+def _no_keys(key_file: str) -> bool:
+    """Whether an existing ``key_file`` lists no utterance (a missing one is ESPnet's
+    error to report)."""
+    path = Path(key_file)
+    if not path.is_file():
+        return False
+    with path.open(encoding="utf-8") as f:
+        return not any(line.strip() for line in f)
+
+
 def inference(args: argparse.Namespace) -> int:
     """Decode every utterance; returns the number decoded."""
+    if args.key_file is not None and _no_keys(args.key_file):
+        # A job's share of a set smaller than the number of jobs (slu.sh pads the
+        # split with empty key files): nothing to decode, and not an error.
+        logging.info(f"{args.key_file}: no utterances, {args.output_dir} left empty")
+        return 0
     set_all_random_seed(args.seed)
     device = "cuda" if args.ngpu > 0 else "cpu"
     speech2text = Speech2Text(

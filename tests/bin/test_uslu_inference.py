@@ -79,8 +79,11 @@ def test_unknown_task_is_a_clear_error(tiny_trained, tiny_data, tmp_path):
 def test_several_sets_in_one_process_match_separate_runs(
     tiny_trained, tiny_data, tmp_path
 ):
-    """--decode_set items (own task, keys and beam config each) = one run per set."""
-    keys = tmp_path / "keys.scp"
+    """--decode_set items (own task, keys and beam config each) = one run per set; a
+    set whose key file is empty (a job's share of a set smaller than the number of
+    jobs) decodes nothing and is not an error."""
+    keys, empty = tmp_path / "keys.scp", tmp_path / "empty.scp"
+    empty.write_text("")
     lines = open(tiny_data / "valid" / "wav.scp").read().splitlines()
     keys.write_text("\n".join(lines[:3]) + "\n")
     conf = tmp_path / "beam.yaml"
@@ -96,6 +99,8 @@ def test_several_sets_in_one_process_match_separate_runs(
         f"task=er_iemocap,{item},output_dir={tmp_path}/a,key_file={keys}",
         "--decode_set",
         f"task=asr_librispeech,{item},output_dir={tmp_path}/b,config={conf}",
+        "--decode_set",
+        f"task=ic_slurp,{item},output_dir={tmp_path}/c,key_file={empty}",
     )
     decode(
         exp, tiny_data / "valid", tmp_path / "a1", "er_iemocap", "--key_file", str(keys)
@@ -115,6 +120,7 @@ def test_several_sets_in_one_process_match_separate_runs(
             got = read(tmp_path / x / "1best_recog" / name)
             assert got == read(tmp_path / f"{x}1" / "1best_recog" / name)
     assert len(read(tmp_path / "a" / "1best_recog" / "text")) == 3
+    assert not (tmp_path / "c" / "1best_recog").exists()
 
 
 @pytest.mark.parametrize(
