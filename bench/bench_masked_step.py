@@ -124,7 +124,7 @@ def main():
             model.parameters(),
             lr=1e-5,
             weight_decay=0.01,
-            **({"fused": True} if args.optim == "adamw_fused" else {}),
+            fused=args.optim == "adamw_fused",
         )
 
     opts = {"dense": make_opt(dense), "masked": make_opt(masked)}
