@@ -25,7 +25,7 @@ import argparse
 import difflib
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -36,8 +36,11 @@ from espnet_pruning.whisper.checkpoint import WhisperCheckpointError, load_whisp
 from espnet_pruning.whisper.ct2_format import whisper_from_ct2
 from espnet_pruning.whisper.espnet_format import whisper_from_espnet
 from espnet_pruning.whisper.hf_format import whisper_from_hf
-from espnet_pruning.whisper.openai_format import save_whisper_checkpoint
-from espnet_pruning.whisper.tokenizer import added_tokens_of
+from espnet_pruning.whisper.openai_format import (
+    check_whisper_state,
+    save_whisper_checkpoint,
+)
+from espnet_pruning.whisper.tokenizer import N_BPE, added_tokens_of
 
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "keep": None}
 
@@ -100,14 +103,17 @@ def missing_tokens_error(
     missing: Sequence[str], token_list: Sequence[str], source: str
 ) -> WhisperCheckpointError:
     """One error naming every missing token with its nearest case-insensitive matches."""
-    by_lower = {}
-    for token in token_list:
+    # Prompt and label tokens are whole-word tokens: compare with Whisper's special and the
+    # added tokens only, not with BPE pieces.
+    by_lower: Dict[str, str] = {}
+    for token in token_list[N_BPE:]:
         by_lower.setdefault(token.lower(), token)
     parts = []
     for token in missing:
-        close = difflib.get_close_matches(
-            token.lower(), list(by_lower), n=3, cutoff=0.8
-        )
+        if token.lower() in by_lower:
+            close = [token.lower()]
+        else:
+            close = difflib.get_close_matches(token.lower(), list(by_lower), n=3)
         hint = ", ".join(repr(by_lower[c]) for c in close) or "none close"
         parts.append(f"{token!r} (nearest: {hint})")
     return WhisperCheckpointError(
@@ -159,6 +165,7 @@ def import_whisper(args: argparse.Namespace) -> None:
         check_specifier_tokens(
             token_list, args.task_specifiers, args.tasks, str(args.src)
         )
+    check_whisper_state(dims, state, str(args.src))
     save_whisper_checkpoint(args.output, dims, state, dtype=DTYPES[args.dtype])
     logging.info("wrote %s (%s)", args.output, dims)
     if token_list is not None:

@@ -7,9 +7,9 @@ embedding in two parts (``ori_emb``, ``add_emb``), joined here in row order.
 
 The token list is the experiment's own, in its own order, so every embedding row keeps its
 meaning. ESPnet's Whisper token lists (``whisper_export_vocabulary``) write the byte-level BPE
-tokens with ``Ġ`` (GPT-2's encoding of a space) replaced by a space; our token lists keep
-``Ġ``, so the first 50257 entries are mapped back (the replacement is reversible because the
-GPT-2 alphabet has no plain space).
+tokens with ``Ġ`` (GPT-2's encoding of a space) replaced by a space, and ESPnet strips each
+line's end when it reads the list; our token lists keep ``Ġ``. So Whisper's own 50364 BPE and
+special entries are checked against Whisper's vocabulary in that spelling and taken from it.
 
 The attention head count is not stored in the weights. It comes from an openai-whisper
 checkpoint of the same model (``dims_from``), or, for OpenAI's released model names in the
@@ -30,7 +30,7 @@ from whisper.model import ModelDimensions
 
 from espnet_pruning.whisper.checkpoint import WhisperCheckpointError, load_whisper
 from espnet_pruning.whisper.openai_format import whisper_state_from_espnet
-from espnet_pruning.whisper.tokenizer import N_BPE
+from espnet_pruning.whisper.tokenizer import whisper_base_tokens
 
 #: Head width of every Whisper model OpenAI released (tiny … large-v3, turbo).
 RELEASED_HEAD_WIDTH = 64
@@ -56,7 +56,7 @@ def _read_config(path: Path) -> Dict[str, Any]:
 
 
 def _token_list(config: Dict[str, Any], config_path: Path) -> List[str]:
-    """The experiment's token list (inline or a file), Ġ restored in the BPE entries."""
+    """The experiment's token list (inline or a file) with Whisper's own BPE spelling."""
     tokens = config["token_list"]
     if isinstance(tokens, str):
         candidates = [Path(tokens), config_path.parent / Path(tokens).name]
@@ -66,14 +66,27 @@ def _token_list(config: Dict[str, Any], config_path: Path) -> List[str]:
                 f"{config_path}: token_list file {tokens} not found "
                 f"(also looked for {candidates[1]})"
             )
-        tokens = found.read_text(encoding="utf-8").split("\n")
-        if tokens and tokens[-1] == "":
-            tokens = tokens[:-1]
+        tokens = [
+            line.rstrip() for line in found.read_text(encoding="utf-8").splitlines()
+        ]
     if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
         raise WhisperCheckpointError(
             f"{config_path}: token_list is not a list of strings"
         )
-    return [t.replace(" ", "Ġ") if i < N_BPE else t for i, t in enumerate(tokens)]
+    base = whisper_base_tokens()
+    if len(tokens) < len(base):
+        raise WhisperCheckpointError(
+            f"{config_path}: token_list has {len(tokens)} entries; a Whisper token list "
+            f"starts with Whisper's {len(base)} BPE and special tokens"
+        )
+    for i, ours in enumerate(base):
+        # ESPnet writes Ġ as a space and strips each line's end when reading the list.
+        if tokens[i] != ours and tokens[i] != ours.replace("Ġ", " ").rstrip():
+            raise WhisperCheckpointError(
+                f"{config_path}: token_list entry {i} is {tokens[i]!r}, Whisper's "
+                f"multilingual vocabulary has {ours!r}; not a Whisper token list"
+            )
+    return base + tokens[len(base) :]
 
 
 def _join_expanded_embedding(state: Dict[str, torch.Tensor]) -> None:

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Dict, Tuple, Union
 
+import safetensors.torch
 import torch
 from typeguard import typechecked
 from whisper.model import ModelDimensions
@@ -86,9 +87,7 @@ def _load_tensors(folder: Path) -> Dict[str, torch.Tensor]:
         path = folder / name
         try:
             if name.endswith(".safetensors"):
-                from safetensors.torch import load_file
-
-                tensors.update(load_file(str(path)))
+                tensors.update(safetensors.torch.load_file(str(path)))
             else:
                 tensors.update(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as e:  # safetensors and torch raise many kinds of errors
