@@ -22,10 +22,9 @@ Examples:
 """
 
 import argparse
-import difflib
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -40,7 +39,11 @@ from espnet_pruning.whisper.openai_format import (
     check_whisper_state,
     save_whisper_checkpoint,
 )
-from espnet_pruning.whisper.tokenizer import N_BPE, added_tokens_of
+from espnet_pruning.whisper.tokenizer import (
+    TokenListError,
+    added_tokens_of,
+    check_tokens_present,
+)
 
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "keep": None}
 
@@ -99,30 +102,6 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def missing_tokens_error(
-    missing: Sequence[str], token_list: Sequence[str], source: str
-) -> WhisperCheckpointError:
-    """One error naming every missing token with its nearest case-insensitive matches."""
-    # Prompt and label tokens are whole-word tokens: compare with Whisper's special and the
-    # added tokens only, not with BPE pieces.
-    by_lower: Dict[str, str] = {}
-    for token in token_list[N_BPE:]:
-        by_lower.setdefault(token.lower(), token)
-    parts = []
-    for token in missing:
-        if token.lower() in by_lower:
-            close = [token.lower()]
-        else:
-            close = difflib.get_close_matches(token.lower(), list(by_lower), n=3)
-        hint = ", ".join(repr(by_lower[c]) for c in close) or "none close"
-        parts.append(f"{token!r} (nearest: {hint})")
-    return WhisperCheckpointError(
-        f"{source}: {len(missing)} prompt/label token(s) of the task specifiers are not in "
-        f"the experiment's token list: {'; '.join(parts)}. Write task specifiers with the "
-        "model's own tokens (--task_specifiers) or check fewer tasks (--tasks)"
-    )
-
-
 def check_specifier_tokens(
     token_list: List[str],
     specifiers: Optional[str],
@@ -138,11 +117,14 @@ def check_specifier_tokens(
                 f"--tasks: unknown task(s) {unknown}; known: {registry.names}"
             )
         registry = registry.subset(tasks)
-    present = set(token_list)
-    missing = [t for t in registry.added_tokens() if t not in present]
-    missing += [t for task in registry for t in task.prompt if t not in present]
-    if missing:
-        raise missing_tokens_error(list(dict.fromkeys(missing)), token_list, source)
+    required = registry.added_tokens() + [t for task in registry for t in task.prompt]
+    try:
+        check_tokens_present(token_list, required, source)
+    except TokenListError as e:
+        raise TokenListError(
+            f"{e}. Write task specifiers with the model's own tokens (--task_specifiers) "
+            "or check fewer tasks (--tasks)"
+        ) from e
 
 
 def import_whisper(args: argparse.Namespace) -> None:

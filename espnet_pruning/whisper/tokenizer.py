@@ -20,6 +20,7 @@ leading space unless the run starts the line (``em:neu SEP excuse me`` →
 ``em:neu``, ``ĠS``, ``EP``, ``Ġex``, ``cuse``, ``Ġme``).
 """
 
+import difflib
 import functools
 import os
 from pathlib import Path
@@ -197,6 +198,39 @@ def added_tokens_of(token_list: Sequence[str], source: str = "token list") -> Li
         repeated = next(t for t in added if added.count(t) > 1)
         raise TokenListError(f"{source}: added token {repeated!r} is listed twice")
     return added
+
+
+@typechecked
+def check_tokens_present(
+    token_list: Sequence[str], required: Sequence[str], source: str
+) -> None:
+    """Check that whole-word tokens (prompts, labels) are in a token list.
+
+    Raises:
+        TokenListError: One message naming every missing token with its nearest
+            matches among the special and added tokens (case-insensitive first: a released
+            model may spell ``<|SLURP|>`` where our specifiers say ``<|slurp|>``).
+    """
+    present = set(token_list)
+    missing = [t for t in dict.fromkeys(required) if t not in present]
+    if not missing:
+        return
+    # Prompt and label tokens are whole words: compare with the special and added tokens.
+    by_lower: Dict[str, str] = {}
+    for token in token_list[N_BPE:]:
+        by_lower.setdefault(token.lower(), token)
+    parts = []
+    for token in missing:
+        if token.lower() in by_lower:
+            close = [token.lower()]
+        else:
+            close = difflib.get_close_matches(token.lower(), list(by_lower), n=3)
+        hint = ", ".join(repr(by_lower[c]) for c in close) or "none close"
+        parts.append(f"{token!r} (nearest: {hint})")
+    raise TokenListError(
+        f"{source}: {len(missing)} prompt/label token(s) are not in the token list: "
+        f"{'; '.join(parts)}"
+    )
 
 
 class WhisperTokenizer:
