@@ -119,3 +119,50 @@ def test_mini_recipe_short_configuration(tmp_path):
     assert "exp/find_masks/task_specific/round2 done, skipped" in out
     assert "exp/uslu_multitask_q2 done, skipped" in out
     assert "exp/continual_ic/dense done, skipped" in out
+
+
+BASE = ROOT / "tools" / "downloads" / "whisper" / "base.pt"
+#: The pretrained path in a few steps per stage (README: the full run's command and results).
+SHORT_BASE = [
+    "--pretrained",
+    "base",
+    "--local_data_opts",
+    "--n_train 2 --n_valid 1 --n_test 2 --n_cl 2",
+    "--train_args",
+    "--max_epoch 1 --batch_size 7",
+    "--prune_levels",
+    "1",
+]
+
+
+@pytest.mark.skipif(
+    not ((ROOT / "tools" / "espnet").is_dir() and BASE.is_file()),
+    reason="make -C tools whisper-base first",
+)
+def test_mini_recipe_pretrained_base_short(tmp_path):
+    import torch
+
+    recipe = scratch_recipe(tmp_path)
+    proc = run_recipe(recipe, *SHORT_BASE)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    exp = recipe / "exp" / "pretrained_base"
+    results = json.loads((exp / "uslu_train_uslu" / "results.json").read_text())
+    assert sorted(r["task"] for r in results["results"]) == sorted(TASKS)
+    page = (recipe / "RESULTS_pretrained_base.md").read_text()
+    assert "Whisper base" in page and "Table 1" in page
+    assert not (recipe / "RESULTS.md").exists()  # the tiny run's page is left alone
+    # Trained from OpenAI's weights: a few small steps away from them, not a random model.
+    model = torch.load(exp / "uslu_train_uslu" / "valid.acc.best.pth", weights_only=True)
+    start = torch.load(BASE, weights_only=True)["model_state_dict"]
+    for ours, theirs in (
+        ("encoder.encoders.conv1.weight", "encoder.conv1.weight"),
+        ("decoder.decoders.blocks.5.mlp.2.weight", "decoder.blocks.5.mlp.2.weight"),
+    ):
+        diff = (model[ours] - start[theirs].float()).abs().max()
+        assert 0 < diff < 0.02, (ours, diff)
+    # Global pruning over encoder and decoder (the paper's), one level.
+    table = json.loads((exp / "pruning_table.json").read_text())
+    assert "global_magnitude" in json.dumps(table) or (
+        exp / "find_masks" / "task_specific" / "round1" / "masks" / "manifest.json"
+    ).is_file()
+    assert (recipe / "figures" / "pretrained_base" / "overlap_q1.png").is_file()
