@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -44,16 +45,29 @@ def scratch_recipe(tmp: Path) -> Path:
     return recipe
 
 
-def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+def run_recipe(
+    recipe: Path, *args: str, timeout: int = 3600
+) -> subprocess.CompletedProcess:
+    """``./run.sh args`` in its own process group: a time-out ends every job it started."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
-    return subprocess.run(
+    proc = subprocess.Popen(
         ["./run.sh", *args],
         cwd=recipe,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=1200,
+        start_new_session=True,
     )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"./run.sh {' '.join(args)}: over {timeout} s\n{err[-4000:]}"
+        )
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.mark.skipif(
@@ -127,11 +141,16 @@ SHORT_BASE = [
     "--pretrained",
     "base",
     "--local_data_opts",
-    "--n_train 2 --n_valid 1 --n_test 2 --n_cl 2",
+    "--n_train 1 --n_valid 1 --n_test 1 --n_cl 1",
     "--train_args",
     "--max_epoch 1 --batch_size 7",
     "--prune_levels",
     "1",
+    # Baselines and continual learning run the same code as the tiny model's test above.
+    "--prune_baselines",
+    "",
+    "--cl_runs",
+    "",
 ]
 
 
@@ -143,7 +162,7 @@ def test_mini_recipe_pretrained_base_short(tmp_path):
     import torch
 
     recipe = scratch_recipe(tmp_path)
-    proc = run_recipe(recipe, *SHORT_BASE)
+    proc = run_recipe(recipe, *SHORT_BASE, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     exp = recipe / "exp" / "pretrained_base"
     results = json.loads((exp / "uslu_train_uslu" / "results.json").read_text())
@@ -152,7 +171,9 @@ def test_mini_recipe_pretrained_base_short(tmp_path):
     assert "Whisper base" in page and "Table 1" in page
     assert not (recipe / "RESULTS.md").exists()  # the tiny run's page is left alone
     # Trained from OpenAI's weights: a few small steps away from them, not a random model.
-    model = torch.load(exp / "uslu_train_uslu" / "valid.acc.best.pth", weights_only=True)
+    model = torch.load(
+        exp / "uslu_train_uslu" / "valid.acc.best.pth", weights_only=True
+    )
     start = torch.load(BASE, weights_only=True)["model_state_dict"]
     for ours, theirs in (
         ("encoder.encoders.conv1.weight", "encoder.conv1.weight"),
@@ -162,7 +183,10 @@ def test_mini_recipe_pretrained_base_short(tmp_path):
         assert 0 < diff < 0.02, (ours, diff)
     # Global pruning over encoder and decoder (the paper's), one level.
     table = json.loads((exp / "pruning_table.json").read_text())
-    assert "global_magnitude" in json.dumps(table) or (
-        exp / "find_masks" / "task_specific" / "round1" / "masks" / "manifest.json"
-    ).is_file()
+    assert (
+        "global_magnitude" in json.dumps(table)
+        or (
+            exp / "find_masks" / "task_specific" / "round1" / "masks" / "manifest.json"
+        ).is_file()
+    )
     assert (recipe / "figures" / "pretrained_base" / "overlap_q1.png").is_file()
