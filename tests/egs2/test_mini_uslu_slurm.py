@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ SLURM_LOCAL = ROOT / "tools" / "installers" / "slurm_local.sh"
 TASKS = TaskRegistry.load().names
 SHORTER = [
     "--local_data_opts",
-    "--n_train 2 --n_valid 1 --n_test 2 --n_cl 2",
+    "--n_train 2 --n_valid 1 --n_test 1 --n_cl 2",
     "--train_args",
     "--max_epoch 2 --batch_size 8",
     "--prune_levels",
@@ -71,16 +72,38 @@ def slurm_env(conf: Path) -> dict:
     return dict(os.environ, cmd_backend="slurm", SLURM_CONF=str(conf))
 
 
+STARTED = []  # recipe runs of this module, ended if a test fails
+
+
 def start_recipe(recipe: Path, env: dict, *args: str) -> subprocess.Popen:
     env = {k: v for k, v in env.items() if not k.startswith("VIRTUAL_ENV")}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         ["./run.sh", *SHORTER, *args],
         cwd=recipe,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
+    STARTED.append(proc)
+    return proc
+
+
+@pytest.fixture
+def end_runs():
+    """SIGTERM to every recipe run still going when the test ends (slurm.pl then
+    cancels its jobs); runs that finished are left alone."""
+    yield
+    for proc in STARTED:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+    STARTED.clear()
 
 
 def job_id(log: Path) -> str:
@@ -93,28 +116,19 @@ def job_id(log: Path) -> str:
     return m.group(1) if m else ""
 
 
-def cancel_one_mid_training(proc, candidates, timeout=600) -> Path:
-    """scancel the job of the first run that has a checkpoint (an epoch done) but is not
-    finished; ``candidates``: (run dir, log) pairs. Returns the cancelled job's log."""
+def cancel_one_mid_training(proc, env, candidates, started, done, timeout=900) -> Path:
+    """scancel the job of the first run in which file ``started`` exists and file
+    ``done`` not yet; ``candidates``: (run dir, log) pairs. Returns that job's log."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, "stage ended before a job could be cancelled"
         for run, log in candidates:
-            jid = job_id(log)
-            if (
-                (run / "checkpoint.pth").is_file()
-                and not (run / ".done").exists()
-                and jid
-            ):
-                state = subprocess.run(
-                    ["squeue", "-h", "-j", jid, "-o", "%T"],
-                    capture_output=True,
-                    text=True,
-                ).stdout.strip()
-                if state == "RUNNING":
-                    subprocess.run(["scancel", jid], check=True)
+            if (run / started).is_file() and not (run / done).exists():
+                jid = job_id(log)
+                # scancel fails for a job that has already ended: try the next one.
+                if jid and subprocess.run(["scancel", jid], env=env).returncode == 0:
                     return log
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise AssertionError("no job to cancel")
 
 
@@ -141,7 +155,7 @@ def accounting(log: Path) -> tuple:
     return begin, end
 
 
-def test_mini_recipe_through_slurm(slurm_conf, tmp_path):
+def test_mini_recipe_through_slurm(slurm_conf, end_runs, tmp_path):
     recipe = scratch_recipe(tmp_path / "slurm")
     env = slurm_env(slurm_conf)
     out = finish(start_recipe(recipe, env, "--stop_stage", "5"))
@@ -158,11 +172,13 @@ def test_mini_recipe_through_slurm(slurm_conf, tmp_path):
     out = finish(start_recipe(recipe, env, "--stage", "6", "--stop_stage", "9"))
     assert "Successfully finished" in out, out[-4000:]
 
-    # A task's job of Algorithm 1 cancelled mid-training: the stage fails naming its log;
-    # run again, the round resumes (finished tasks skipped, the cancelled one resumed).
+    # A task's job of Algorithm 1 cancelled once it trains: the stage fails naming its log;
+    # run again, the round resumes (finished tasks skipped, the cancelled one run again).
     proc = start_recipe(recipe, env, "--stage", "10", "--stop_stage", "10")
     runs = [(recipe / ROUND / t, recipe / ROUND / f"find_masks.{t}.log") for t in TASKS]
-    cancelled = cancel_one_mid_training(proc, runs)
+    cancelled = cancel_one_mid_training(
+        proc, env, runs, "config.yaml", "masks/manifest.json"
+    )
     out = finish(proc)
     assert proc.returncode != 0
     assert str(cancelled.relative_to(recipe)) in out, out[-3000:]
@@ -172,10 +188,12 @@ def test_mini_recipe_through_slurm(slurm_conf, tmp_path):
     spans = sorted(accounting(recipe / ROUND / f"find_masks.{t}.log") for t in TASKS)
     assert any(b < e for (_, e), (b, _) in zip(spans, spans[1:])), spans
 
-    # Masked training cancelled mid-way, then run again.
+    # Masked training cancelled after its first epoch; run again, it resumes from there.
     proc = start_recipe(recipe, env, "--stage", "11", "--stop_stage", "11")
     multitask = recipe / "exp" / "uslu_multitask_q1"
-    cancelled = cancel_one_mid_training(proc, [(multitask, multitask / "train.log")])
+    cancelled = cancel_one_mid_training(
+        proc, env, [(multitask, multitask / "train.log")], "checkpoint.pth", ".done"
+    )
     out = finish(proc)
     assert proc.returncode != 0
     assert "exp/uslu_multitask_q1/train.log" in out, out[-3000:]

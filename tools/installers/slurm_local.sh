@@ -21,8 +21,16 @@ dir=$2
 skip() { echo "SKIP: $*" >&2; exit 2; }
 die() { echo "ERROR: $*" >&2; exit 1; }
 
-stop_daemons() {  # kill by pid file, wait for exit (slurmd, slurmctld, then munged)
+stop_daemons() {  # cancel jobs left; kill by pid file, wait for exit
     local name pid n
+    if [ -f "${dir}/slurmctld.pid" ] && [ -f "${dir}/slurm.conf" ]; then
+        export SLURM_CONF="${dir}/slurm.conf"
+        scancel --user "$(id -un)" 2>/dev/null || true
+        for n in $(seq 50); do
+            [ -z "$(squeue -h 2>/dev/null || true)" ] && break
+            sleep 0.2
+        done
+    fi
     for name in slurmd slurmctld munged; do
         [ -f "${dir}/${name}.pid" ] || continue
         pid=$(cat "${dir}/${name}.pid" 2>/dev/null || true)
@@ -68,13 +76,17 @@ start() {
     fi
     mkdir -p "${dir}"/{spool,state}
     dir=$(cd "${dir}" && pwd)
-    chmod 700 "${dir}"
+    chmod 755 "${dir}"  # munged: the socket dir must be searchable by clients
     # On any failure from here on: logs, then stop what was started.
     trap 'rc=$?; if [ ${rc} -ne 0 ]; then show_logs; stop_daemons; fi; exit ${rc}' EXIT
 
     # munge: own key and socket in DIR (munged refuses keys/dirs others can write).
     if [ ! -f "${dir}/munge.key" ]; then
-        mungekey --create --keyfile "${dir}/munge.key" --force >/dev/null
+        if command -v mungekey >/dev/null; then
+            mungekey --create --keyfile "${dir}/munge.key" --force >/dev/null
+        else  # munge < 0.5.14
+            dd if=/dev/urandom of="${dir}/munge.key" bs=1024 count=1 status=none
+        fi
     fi
     chmod 600 "${dir}/munge.key"
     munged --force --key-file "${dir}/munge.key" --socket "${dir}/munge.socket" \

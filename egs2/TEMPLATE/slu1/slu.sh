@@ -122,7 +122,7 @@ job_reap() {
 job_start() {  # $1: log file of the job; the rest: the command
     local logf=$1; shift
     while [ "${task_nj}" -gt 0 ] && [ "${#job_logs[@]}" -ge "${task_nj}" ]; do job_reap; done
-    "$@" &
+    "$@" < /dev/null &
     job_logs[$!]=${logf}
 }
 jobs_wait() {
