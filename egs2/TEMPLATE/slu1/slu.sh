@@ -373,10 +373,9 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
             out="${find_dir}/${kind}/round${q}"
             if [ -f "${out}/masks/manifest.json" ]; then log "  ${out} done, skipped"; continue; fi
             mkdir -p "${out}"
-            round_job() {  # $1: log; the rest: more uslu_find_masks options
-                local logf=$1; shift
-                ${cuda_cmd} --gpu "${ngpu}" --num_threads "${train_threads}" \
-                    --name "find_masks_${kind}_${q}" "${logf}" \
+            round_job() {  # $1: log, $2: job command; the rest: more uslu_find_masks options
+                local logf=$1 job_cmd=$2; shift 2
+                ${job_cmd} --num_threads "${train_threads}" --name "find_masks_${kind}_${q}" "${logf}" \
                     ${train_job_env} ${python} -m espnet_pruning.bin.uslu_find_masks \
                     --round "${q}" --init_param "${theta0}" \
                     --mask_dir "$(masks_of "${kind}" $((q - 1)))" \
@@ -390,12 +389,17 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
                 for task in $(test_tasks); do
                     [ -f "${out}/${task}/masks/manifest.json" ] && continue
                     job_start "${out}/find_masks.${task}.log" \
-                        round_job "${out}/find_masks.${task}.log" --tasks "${task}"
+                        round_job "${out}/find_masks.${task}.log" "${cuda_cmd} --gpu ${ngpu}" \
+                        --tasks "${task}"
                 done
                 jobs_wait
             fi
             log "  ${kind} round ${q} (log: ${out}/find_masks.log)"
-            round_job "${out}/find_masks.log"
+            if [ "${kind}" = task_specific ]; then  # every task done: the merge only, on CPU
+                round_job "${out}/find_masks.log" "${train_cmd}"
+            else
+                round_job "${out}/find_masks.log" "${cuda_cmd} --gpu ${ngpu}"
+            fi
             head -n 12 "${out}/report.txt"
         done
     done
