@@ -116,20 +116,32 @@ def job_id(log: Path) -> str:
     return m.group(1) if m else ""
 
 
-def cancel_one_mid_training(proc, env, candidates, started, done, timeout=900) -> Path:
-    """scancel the job of the first run in which file ``started`` exists and file
-    ``done`` not yet; ``candidates``: (run dir, log) pairs. Returns that job's log."""
+def cancel_one(proc, env, candidates, ready, timeout=900) -> Path:
+    """scancel the job of the first candidate for which ``ready(run, log)`` holds;
+    ``candidates``: (run dir, log) pairs. Returns the cancelled job's log."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, "stage ended before a job could be cancelled"
         for run, log in candidates:
-            if (run / started).is_file() and not (run / done).exists():
-                jid = job_id(log)
-                # scancel fails for a job that has already ended: try the next one.
-                if jid and subprocess.run(["scancel", jid], env=env).returncode == 0:
+            jid = job_id(log)
+            # scancel fails for a job that has already ended: try the next one.
+            if jid and ready(run, log):
+                if subprocess.run(["scancel", jid], env=env).returncode == 0:
                     return log
         time.sleep(0.05)
     raise AssertionError("no job to cancel")
+
+
+def starting(run: Path, log: Path) -> bool:
+    """The job runs (slurm.pl's header is in its log) and has not begun training."""
+    return not (run / "config.yaml").exists()
+
+
+def in_second_epoch(run: Path, log: Path) -> bool:
+    """Epoch 1 and its checkpoint are written, epoch 2 trains. (Not while a checkpoint
+    is written: ESPnet's Trainer writes checkpoint.pth in place, so a job killed then
+    leaves a truncated file that the rerun cannot load.)"""
+    return "2/2epoch started" in log.read_text() and not (run / ".done").exists()
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -172,13 +184,11 @@ def test_mini_recipe_through_slurm(slurm_conf, end_runs, tmp_path):
     out = finish(start_recipe(recipe, env, "--stage", "6", "--stop_stage", "9"))
     assert "Successfully finished" in out, out[-4000:]
 
-    # A task's job of Algorithm 1 cancelled once it trains: the stage fails naming its log;
-    # run again, the round resumes (finished tasks skipped, the cancelled one run again).
+    # A task's job of Algorithm 1 cancelled while it starts: the stage fails naming its
+    # log; run again, the round resumes (finished tasks skipped, the cancelled one run).
     proc = start_recipe(recipe, env, "--stage", "10", "--stop_stage", "10")
     runs = [(recipe / ROUND / t, recipe / ROUND / f"find_masks.{t}.log") for t in TASKS]
-    cancelled = cancel_one_mid_training(
-        proc, env, runs, "config.yaml", "masks/manifest.json"
-    )
+    cancelled = cancel_one(proc, env, runs, starting)
     out = finish(proc)
     assert proc.returncode != 0
     assert str(cancelled.relative_to(recipe)) in out, out[-3000:]
@@ -188,11 +198,11 @@ def test_mini_recipe_through_slurm(slurm_conf, end_runs, tmp_path):
     spans = sorted(accounting(recipe / ROUND / f"find_masks.{t}.log") for t in TASKS)
     assert any(b < e for (_, e), (b, _) in zip(spans, spans[1:])), spans
 
-    # Masked training cancelled after its first epoch; run again, it resumes from there.
+    # Masked training cancelled in its second epoch; run again, it resumes after the first.
     proc = start_recipe(recipe, env, "--stage", "11", "--stop_stage", "11")
     multitask = recipe / "exp" / "uslu_multitask_q1"
-    cancelled = cancel_one_mid_training(
-        proc, env, [(multitask, multitask / "train.log")], "checkpoint.pth", ".done"
+    cancelled = cancel_one(
+        proc, env, [(multitask, multitask / "train.log")], in_second_epoch
     )
     out = finish(proc)
     assert proc.returncode != 0
