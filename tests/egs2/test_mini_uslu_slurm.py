@@ -6,7 +6,7 @@ system at once. A job is cancelled with scancel in the middle of the pruning rou
 the middle of masked training, and each stage run again; a job with a bad config must fail
 its stage naming its log. Meanwhile the local backend (run.pl, the tasks one after another)
 trains the same from the same data (stages 1-5 copied): tables, masks and weights must be
-equal.
+equal. 1402 s on a 2-core machine that other test suites loaded (load average 8-12).
 """
 
 import json
@@ -145,7 +145,7 @@ def in_second_epoch(run: Path, log: Path) -> bool:
 
 
 def finish(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=900)
+    out, _ = proc.communicate(timeout=3600)
     return out
 
 
@@ -219,7 +219,7 @@ def test_mini_recipe_through_slurm(slurm_conf, end_runs, tmp_path):
         assert f"# SLURM_ARRAY_TASK_ID={n}" in log.read_text()
 
     # Tables, masks and weights equal those of the local run.
-    out, _ = ref.communicate(timeout=1800)
+    out, _ = ref.communicate(timeout=3600)
     assert ref.returncode == 0, out[-4000:]
     for table in ("uslu_train_uslu/results.json", "pruning_table.json"):
         a = json.loads((local / "exp" / table).read_text())
