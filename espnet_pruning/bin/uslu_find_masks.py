@@ -4,7 +4,9 @@
 Every task is trained from θ0 under its current mask with ESPnet's Trainer (the options
 after ``--`` are ``uslu_train``'s), then a fraction p of its mask is pruned by global
 magnitude. See :mod:`espnet_pruning.train.find_masks`. Run it again after a kill: finished
-tasks are skipped, an interrupted training resumes.
+tasks are skipped, an interrupted training resumes. The tasks of a round are independent,
+so a round can be split: one job per task with ``--tasks TASK``, then one job without
+``--tasks`` that finds every task done and only merges the round's masks.
 
 Example (round 2 of the mini recipe):
     python -m espnet_pruning.bin.uslu_find_masks --round 2 \\
@@ -40,6 +42,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--task_agnostic", action="store_true", help="one mask from mixed-task data"
     )
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=None,
+        help="only train and prune these tasks (no merge of the round's masks)",
+    )
     parser.add_argument("train_args", nargs=argparse.REMAINDER)
     return parser
 
@@ -66,9 +74,18 @@ def run(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise InputError(str(e)) from e
     out = find_masks_round(
-        args.init_param, args.mask_dir, args.output_dir, train_args, hparams, args.round
+        args.init_param,
+        args.mask_dir,
+        args.output_dir,
+        train_args,
+        hparams,
+        args.round,
+        only_tasks=args.tasks,
     )
-    print(f"{out}: masks of round {args.round}", file=sys.stderr)
+    if out is None:
+        print(f"{args.output_dir}: round {args.round} of {args.tasks}", file=sys.stderr)
+    else:
+        print(f"{out}: masks of round {args.round}", file=sys.stderr)
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:

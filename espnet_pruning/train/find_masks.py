@@ -28,7 +28,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -128,7 +128,8 @@ def find_masks_round(
     train_args: Sequence[str],
     hparams: FindMasksHparams,
     round_index: int,
-) -> Path:
+    only_tasks: Optional[Sequence[str]] = None,
+) -> Optional[Path]:
     """Run one round of Algorithm 1.
 
     Args:
@@ -139,9 +140,11 @@ def find_masks_round(
             ``--ngpu`` ...; not the reserved ones set here).
         hparams: Pruning hyperparameters.
         round_index: 1-based round number (seeds the task order).
+        only_tasks: Train and prune only these tasks and leave the merge to a later
+            call without them: one job per task, since the tasks are independent.
 
     Returns:
-        The directory of the round's masks.
+        The directory of the round's masks (None when ``only_tasks`` is given).
 
     Raises:
         InputError: Bad masks, checkpoint or training options.
@@ -154,6 +157,11 @@ def find_masks_round(
     masks = load_masks(mask_dir)
     order = task_order(list(masks.tasks), hparams.seed, round_index)
     runs = [(AGNOSTIC, order)] if hparams.task_agnostic else [(t, [t]) for t in order]
+    if only_tasks is not None:
+        unknown = sorted(set(only_tasks) - {r for r, _ in runs})
+        if unknown:
+            raise InputError(f"{mask_dir}: no separate run of task(s) {unknown}")
+        runs = [r for r in runs if r[0] in only_tasks]
     logging.info(
         f"Algorithm 1 round {round_index}: {', '.join(r for r, _ in runs)} "
         f"(p = {hparams.fraction}, {hparams.strategy}) from {mask_dir}"
@@ -183,6 +191,8 @@ def find_masks_round(
             f"{pruned}: {name} keeps {result.kept(tasks[0])} of {result.numel()} "
             f"({100 * result.density(tasks[0]):.2f} %)"
         )
+    if only_tasks is not None:
+        return None
     for name, tasks in runs:
         pruned = load_masks(output_dir / name / "masks")
         for task in tasks:

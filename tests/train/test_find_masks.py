@@ -112,6 +112,57 @@ def test_rerun_skips_a_finished_round(setup, caplog):
     assert "round 2 done" in caplog.text
 
 
+def test_round_split_per_task_equals_the_sequential_round(setup, tmp_path):
+    """One job per task (``--tasks``), then a job that only merges: the masks and each
+    task's weights of the one-job round, and a merge job that trains nothing."""
+    from espnet_pruning.bin.uslu_find_masks import main
+
+    out = tmp_path / "round2"
+    cmd = [
+        "--round",
+        "2",
+        "--init_param",
+        str(setup["theta0"]),
+        "--mask_dir",
+        str(setup["r1"]),
+        "--output_dir",
+        str(out),
+        "--seed",
+        "3",
+        "--fraction",
+        "0.2",
+    ]
+    for task in reversed(TASKS):  # any order: the tasks are independent
+        main([*cmd, "--tasks", task, "--", *setup["args"]])
+        assert (out / task / "masks" / "manifest.json").is_file()
+    assert not (out / "masks").exists()  # not merged by a per-task job
+    stamps = {t: (out / t / "latest.pth").stat().st_mtime_ns for t in TASKS}
+    main([*cmd, "--", *setup["args"]])
+    assert load_masks(out / "masks") == load_masks(setup["r2"])
+    assert {t: (out / t / "latest.pth").stat().st_mtime_ns for t in TASKS} == stamps
+    for task in TASKS:
+        a = torch.load(out / task / "latest.pth", weights_only=True)
+        b = torch.load(
+            setup["root"] / "round2" / task / "latest.pth", weights_only=True
+        )
+        assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_round_split_refuses_unknown_tasks(setup, tmp_path):
+    from espnet_pruning.errors import InputError
+
+    with pytest.raises(InputError, match="no separate run of task"):
+        find_masks_round(
+            setup["theta0"],
+            setup["root"] / "round0",
+            tmp_path / "r",
+            setup["args"],
+            setup["hp"],
+            1,
+            only_tasks=["ic_slurp"],
+        )
+
+
 def test_task_agnostic_gives_one_mask(setup):
     hp = FindMasksHparams(fraction=0.2, seed=3, task_agnostic=True)
     out = find_masks_round(

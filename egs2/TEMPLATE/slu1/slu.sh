@@ -12,20 +12,25 @@
 #   8  scoring                    per task: accuracy / macro-F1 / SLU-F1 / WER (sclite)
 #   9  results                    RESULTS.md + exp/<name>/results.json
 # Task-specific subnetworks (the paper's Algorithms 1 and 2, Table 1), from the dense model θ0:
-#  10  find masks (Algorithm 1)   one job per pruning round: every task trained from θ0 under
-#                                 its mask, then pruned by p → exp/find_masks/<kind>/round<q>/
+#  10  find masks (Algorithm 1)   per pruning round, one job per task (the tasks are
+#                                 independent): trained from θ0 under its mask, then pruned
+#                                 by p; one job merges the round → exp/find_masks/<kind>/round<q>/
 #  11  masked training (Alg. 2)   per level Q: multi-task under the masks, and the baselines
-#                                 (single-task: one θ_t per task; task-agnostic: one mask)
+#                                 (single-task: one θ_t per task; task-agnostic: one mask),
+#                                 each system and each single-task model its own job
 #  12  decoding                   every system, each task with its own subnetwork
 #  13  scoring                    as stage 8
 #  14  Table 1                    RESULTS.md section + exp/pruning_table.{md,json}
 # Continual learning (the paper's §4.1, Figure 2), for each --cl_runs entry (new data of one task):
-#  15  continual training         masked: only the task's subnetwork of each multi-task pruned
+#  15  continual training         one job per system; masked: only the task's subnetwork of each multi-task pruned
 #                                 model; dense: all weights of θ0; dense_enc_linear: θ0's
 #                                 encoder linear layers only → exp/continual_<run>/<system>/
 #  16  forgetting curves          every checkpoint (each K steps) decoded on every test set
 #  17  report                     before/after table, curves (CSV/JSON/PNG) in RESULTS.md
 set -euo pipefail
+# Cluster: cmd_backend=slurm in cmd.sh sends every job below through ESPnet's utils/slurm.pl
+# (conf/slurm.conf; --ngpu N becomes --gpu N there). Independent trainings (stages 10, 11,
+# 15) are separate jobs, --task_nj of them at a time.
 
 log() { local fname=${BASH_SOURCE[1]##*/}; echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
 min() { local a b; a=$1; for b in "$@"; do [ "${b}" -le "${a}" ] && a="${b}"; done; echo "${a}"; }
@@ -38,6 +43,8 @@ nj=4                  # parallel jobs of data formatting
 inference_nj=4        # parallel decoding jobs per test set
 ngpu=0                # GPUs for training (0: CPU)
 train_threads=1       # CPU threads of a training job (path.sh sets 1 for every other job)
+task_nj=""            # independent training jobs at once (stages 10, 11, 15); default: 1
+                      # with run.pl (one after another), all with a cluster backend
 num_nodes=1
 gpu_inference=false
 python=python3
@@ -83,6 +90,7 @@ cl_enc_linear_config=conf/continual_enc_linear.yaml  # overlay with update_only:
 help_message="Usage: $0 --train_set <set> --valid_set <set> --test_sets '<set> …' [options]
   --stage/--stop_stage  stages to run (default ${stage}..${stop_stage})
   --ngpu N              GPUs for training; --num_nodes M for several machines
+  --task_nj N           independent training jobs at once (default: 1 local, all on a cluster)
   --train_config FILE   training YAML (default ${train_config})
   --decode_config FILE  decoding YAML (conf/decode_<task>.yaml overrides per task)
   --inference_model F   checkpoint of the experiment to decode (default ${inference_model})
@@ -98,6 +106,37 @@ log "$0 $*"
 
 [ -n "${test_sets}" ] || { log "${help_message}"; log "ERROR: --test_sets is required"; exit 1; }
 spec_opt=""; [ -n "${task_specifiers}" ] && spec_opt="--task_specifiers ${task_specifiers}"
+if [ -z "${task_nj}" ]; then
+    case "${cuda_cmd}" in run.pl*|*/run.pl*) task_nj=1 ;; *) task_nj=0 ;; esac  # 0: no limit
+fi
+# A training job: --num_threads CPUs (slurm.pl: --cpus-per-task) and the same thread count
+# inside the job, where path.sh would set 1 (run.pl inherits, slurm.pl's job does not).
+train_job_env="env OMP_NUM_THREADS=${train_threads}"
+
+# Independent jobs side by side, ${task_nj} at a time (0: all): job_start LOG COMMAND…
+# starts one in the background, jobs_wait waits for all and fails naming the failed jobs' logs.
+declare -A job_logs=()
+job_failed=()
+job_reap() {
+    local pid="" rc=0
+    wait -n -p pid || rc=$?
+    [ -n "${pid}" ] || return 0
+    [ "${rc}" -eq 0 ] || job_failed+=("${job_logs[${pid}]}")
+    unset "job_logs[${pid}]"
+}
+job_start() {  # $1: log file of the job; the rest: the command
+    local logf=$1; shift
+    while [ "${task_nj}" -gt 0 ] && [ "${#job_logs[@]}" -ge "${task_nj}" ]; do job_reap; done
+    "$@" < /dev/null &
+    job_logs[$!]=${logf}
+}
+jobs_wait() {
+    while [ "${#job_logs[@]}" -gt 0 ]; do job_reap; done
+    if [ ${#job_failed[@]} -gt 0 ]; then
+        log "ERROR: ${#job_failed[@]} job(s) failed; log: ${job_failed[*]}"
+        exit 1
+    fi
+}
 given_token_list="${token_list}"
 [ -n "${token_list}" ] || token_list="${dumpdir}/token_list/tokens.txt"
 stats_dir="${expdir}/uslu_stats"
@@ -195,13 +234,13 @@ train_uslu() {  # $1: experiment dir, $2: config; the rest: more uslu_train opti
     if [ -f "${exp}/.done" ]; then log "  ${exp} done, skipped"; return; fi
     log "  training ${exp} (log: ${exp}/train.log)"
     mkdir -p "${exp}"
-    OMP_NUM_THREADS=${train_threads} ${python} -m espnet2.bin.launch \
-        --cmd "${cuda_cmd} --name $(basename "${exp}")" \
+    ${python} -m espnet2.bin.launch \
+        --cmd "${cuda_cmd} --name $(basename "${exp}") --num_threads ${train_threads}" \
         --log "${exp}/train.log" \
         --ngpu "${ngpu}" --num_nodes "${num_nodes}" \
         --init_file_prefix "${exp}/.dist_init_" \
         --multiprocessing_distributed true -- \
-        ${python} -m espnet_pruning.bin.uslu_train \
+        ${train_job_env} ${python} -m espnet_pruning.bin.uslu_train \
             --config "${config}" $(common_train_opts ${train_data_override}) \
             --output_dir "${exp}" --resume true "$@"
     touch "${exp}/.done"
@@ -255,7 +294,7 @@ add_decode() {  # $1: decode dir, $2: train config, $3: model file, $4: test set
 run_decode() {  # $1: log dir; decodes the items added since the last call
     local logdir=$1 dir f n _ngpu=0 _cmd="${decode_cmd}"
     if [ ${#decode_items[@]} -eq 0 ]; then return; fi
-    if ${gpu_inference}; then _ngpu=1; _cmd="${cuda_cmd}"; fi
+    if ${gpu_inference}; then _ngpu=1; _cmd="${cuda_cmd} --gpu 1"; fi
     mkdir -p "${logdir}"
     log "  ${#decode_dirs[@]} set(s) in ${inference_nj} job(s) (log: ${logdir}/decode.*.log)"
     ${_cmd} JOB=1:"${inference_nj}" "${logdir}/decode.JOB.log" \
@@ -343,15 +382,34 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
         for q in $(seq "${max_level}"); do
             out="${find_dir}/${kind}/round${q}"
             if [ -f "${out}/masks/manifest.json" ]; then log "  ${out} done, skipped"; continue; fi
-            log "  ${kind} round ${q} (log: ${out}/find_masks.log)"
             mkdir -p "${out}"
-            OMP_NUM_THREADS=${train_threads} ${cuda_cmd} --gpu "${ngpu}" "${out}/find_masks.log" \
-                ${python} -m espnet_pruning.bin.uslu_find_masks --round "${q}" \
-                    --init_param "${theta0}" --mask_dir "$(masks_of "${kind}" $((q - 1)))" \
+            round_job() {  # $1: log, $2: job command; the rest: more uslu_find_masks options
+                local logf=$1 job_cmd=$2; shift 2
+                ${job_cmd} --num_threads "${train_threads}" --name "find_masks_${kind}_${q}" "${logf}" \
+                    ${train_job_env} ${python} -m espnet_pruning.bin.uslu_find_masks \
+                    --round "${q}" --init_param "${theta0}" \
+                    --mask_dir "$(masks_of "${kind}" $((q - 1)))" \
                     --output_dir "${out}" --fraction "${prune_fraction}" \
-                    --strategy "${prune_strategy}" --seed "${prune_seed}" ${_agnostic} -- \
+                    --strategy "${prune_strategy}" --seed "${prune_seed}" ${_agnostic} "$@" -- \
                     --config "${find_dir}/train.yaml" $(common_train_opts) \
                     --ngpu "${ngpu}" --multiprocessing_distributed true ${train_args}
+            }
+            if [ "${kind}" = task_specific ]; then
+                log "  ${kind} round ${q}: one job per task (log: ${out}/find_masks.<task>.log)"
+                for task in $(test_tasks); do
+                    [ -f "${out}/${task}/masks/manifest.json" ] && continue
+                    job_start "${out}/find_masks.${task}.log" \
+                        round_job "${out}/find_masks.${task}.log" "${cuda_cmd} --gpu ${ngpu}" \
+                        --tasks "${task}"
+                done
+                jobs_wait
+            fi
+            log "  ${kind} round ${q} (log: ${out}/find_masks.log)"
+            if [ "${kind}" = task_specific ]; then  # every task done: the merge only, on CPU
+                round_job "${out}/find_masks.log" "${train_cmd}"
+            else
+                round_job "${out}/find_masks.log" "${cuda_cmd} --gpu ${ngpu}"
+            fi
             head -n 12 "${out}/report.txt"
         done
     done
@@ -362,26 +420,37 @@ masked_exp() { echo "${expdir}/uslu_$1_q$2"; }  # $1: system, $2: Q
 if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
     log "Stage 11: Algorithm 2 (masked training from θ0) at Q = ${prune_levels}; baselines: ${prune_baselines:-none}"
     schedule_config "${masked_config}" "${expdir}/masked_train.yaml"
+    # Every system of every level is its own job, and so is each single-task model.
     for q in ${prune_levels}; do
-        train_uslu "$(masked_exp multitask "${q}")" "${expdir}/masked_train.yaml" \
+        exp=$(masked_exp multitask "${q}")
+        job_start "${exp}/train.log" train_uslu "${exp}" "${expdir}/masked_train.yaml" \
             --init_param "${theta0}" --mask_dir "$(masks_of task_specific "${q}")" ${train_args}
         if [[ " ${prune_baselines} " == *" task_agnostic "* ]]; then
-            train_uslu "$(masked_exp agnostic "${q}")" "${expdir}/masked_train.yaml" \
+            exp=$(masked_exp agnostic "${q}")
+            job_start "${exp}/train.log" train_uslu "${exp}" "${expdir}/masked_train.yaml" \
                 --init_param "${theta0}" --mask_dir "$(masks_of task_agnostic "${q}")" ${train_args}
         fi
         if [[ " ${prune_baselines} " == *" single_task "* ]]; then
             out=$(masked_exp single "${q}")
             if [ -f "${out}/.done" ]; then log "  ${out} done, skipped"; continue; fi
-            log "  training ${out}/<task> (log: ${out}/train.log)"
+            log "  training ${out}/<task>, one job per task (log: ${out}/train.<task>.log)"
             mkdir -p "${out}"
-            OMP_NUM_THREADS=${train_threads} ${cuda_cmd} --gpu "${ngpu}" "${out}/train.log" \
-                ${python} -m espnet_pruning.bin.uslu_train_tasks --tasks $(test_tasks) \
-                    --output_dir "${out}" -- \
+            for task in $(test_tasks); do
+                [ -f "${out}/${task}/.done" ] && continue
+                job_start "${out}/train.${task}.log" \
+                    ${cuda_cmd} --gpu "${ngpu}" --num_threads "${train_threads}" \
+                    --name "single_${q}_${task}" "${out}/train.${task}.log" \
+                    ${train_job_env} ${python} -m espnet_pruning.bin.uslu_train_tasks \
+                    --tasks "${task}" --output_dir "${out}" -- \
                     --config "${expdir}/masked_train.yaml" $(common_train_opts) \
                     --init_param "${theta0}" --mask_dir "$(masks_of task_specific "${q}")" \
                     --ngpu "${ngpu}" --multiprocessing_distributed true ${train_args}
-            touch "${out}/.done"
+            done
         fi
+    done
+    jobs_wait
+    for q in ${prune_levels}; do
+        [[ " ${prune_baselines} " == *" single_task "* ]] && touch "$(masked_exp single "${q}")/.done"
     done
 fi
 
@@ -499,6 +568,10 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ] && [ -n "${cl_runs}" ]; then
     for run in ${cl_runs}; do
         IFS=: read -r name task tr va <<< "${run}"
         collect_stats "${tr}" "${va}" "${expdir}/uslu_stats_${tr}"
+    done
+    # One job per run and system: they all start from models of stages 6/11.
+    for run in ${cl_runs}; do
+        IFS=: read -r name task tr va <<< "${run}"
         train_data_override="${tr} ${va} ${expdir}/uslu_stats_${tr}"
         while read -r sys init masks kind; do
             [ -f "${init}" ] || { log "ERROR: ${init}: start model of ${sys} not found (stages 6/11)"; exit 1; }
@@ -509,10 +582,12 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ] && [ -n "${cl_runs}" ]; then
                                --unmasked_update "${cl_unmasked_update}") ;;
                 enc_linear) config="${expdir}/continual_train_enc_linear.yaml" ;;
             esac
-            train_uslu "${expdir}/continual_${name}/${sys}" "${config}" "${opts[@]}" ${train_args}
+            job_start "${expdir}/continual_${name}/${sys}/train.log" \
+                train_uslu "${expdir}/continual_${name}/${sys}" "${config}" "${opts[@]}" ${train_args}
         done < <(cl_system_lines)
         train_data_override=""
     done
+    jobs_wait
 fi
 
 cl_epochs() {  # $1: experiment dir → epochs with a checkpoint
