@@ -36,6 +36,7 @@ stage=1
 stop_stage=17
 nj=4                  # parallel jobs of data formatting
 inference_nj=4        # parallel decoding jobs per test set
+inference_batch_size=8   # utterances per beam search when decoding (results equal batch 1)
 ngpu=0                # GPUs for training (0: CPU)
 train_threads=1       # CPU threads of a training job (path.sh sets 1 for every other job)
 num_nodes=1
@@ -249,7 +250,7 @@ run_decode() {  # $1: log dir; decodes the items added since the last call
     log "  ${#decode_dirs[@]} set(s) in ${inference_nj} job(s) (log: ${logdir}/decode.*.log)"
     ${_cmd} JOB=1:"${inference_nj}" "${logdir}/decode.JOB.log" \
         ${python} -m espnet_pruning.bin.uslu_inference --ngpu "${_ngpu}" \
-            "${decode_items[@]}" ${inference_args}
+            --batch_size "${inference_batch_size}" "${decode_items[@]}" ${inference_args}
     for dir in "${decode_dirs[@]}"; do
         mkdir -p "${dir}/1best_recog"
         for f in text token token_int score; do
