@@ -23,6 +23,9 @@ setup(
         "tqdm",
         "PyYAML",
         "typeguard",
+        "safetensors",
     ],
-    extras_require={"test": ["pytest"]},
+    # transformers and ctranslate2 define the formats whisper_import reads; the tests check
+    # our import against them.
+    extras_require={"test": ["pytest", "transformers", "ctranslate2"]},
 )

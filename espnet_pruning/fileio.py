@@ -1,25 +1,45 @@
 """Writing files so that a reader never sees a half-written one."""
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Union
+from typing import IO, Dict, Iterator, Union
 
 from espnet_pruning.errors import DataError
 
 
-def atomic_write_text(path: Union[str, os.PathLike], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling file and a rename.
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
-    The parent directory is created if needed. On any error the temporary file is
-    removed and ``path`` keeps its previous content (or stays absent).
+
+@contextlib.contextmanager
+def atomic_open(path: Union[str, os.PathLike], binary: bool = False) -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` for writing; rename it to ``path`` on success.
+
+    The parent directory is created if needed. The file is flushed and synced before the
+    rename. On any error the temporary file is removed and ``path`` keeps its previous
+    content (or stays absent).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+        >>> with atomic_open(out) as f:
+        ...     _ = f.write("hello")
+        >>> out.read_text()
+        'hello'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+        with os.fdopen(
+            fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})
+        ) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -27,6 +47,12 @@ def atomic_write_text(path: Union[str, os.PathLike], text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Union[str, os.PathLike], text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path) as f:
+        f.write(text)
 
 
 def read_kaldi_map(path: Union[str, os.PathLike]) -> Dict[str, str]:

@@ -20,7 +20,13 @@ from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.errors import DataError
 from espnet_pruning.fileio import atomic_write_text, read_kaldi_map
 from espnet_pruning.specifiers import TaskRegistry
-from espnet_pruning.whisper.tokenizer import FIRST_ADDED_ID, write_token_list
+from espnet_pruning.whisper.tokenizer import (
+    FIRST_ADDED_ID,
+    added_tokens_of,
+    check_tokens_present,
+    read_token_list,
+    write_token_list,
+)
 
 
 def task_texts(data_dir: Path, tasks: TaskRegistry) -> Iterator[Tuple[str, str]]:
@@ -52,7 +58,14 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="YAML file extending the built-in task specifiers",
     )
-    parser.add_argument("--output", required=True, type=Path, help="tokens.txt")
+    parser.add_argument("--output", type=Path, help="tokens.txt to write")
+    parser.add_argument(
+        "--check",
+        type=Path,
+        default=None,
+        help="instead of writing, check that this token list (e.g. one imported with "
+        "whisper_import --from espnet) has every prompt and label token of the data",
+    )
     return parser
 
 
@@ -73,10 +86,25 @@ def write(args: argparse.Namespace) -> List[str]:
     return added
 
 
+def check(args: argparse.Namespace) -> None:
+    """Check an existing token list against the tokens the data and the tasks need."""
+    tasks = TaskRegistry.load(args.task_specifiers)
+    pairs = [p for d in args.data_dir for p in task_texts(d, tasks)]
+    token_list = read_token_list(args.check)
+    added_tokens_of(token_list, source=str(args.check))
+    check_tokens_present(token_list, tasks.added_tokens(pairs), str(args.check))
+    print(
+        f"{args.check}: has every prompt and label token of the data", file=sys.stderr
+    )
+
+
 def main(cmd: Optional[Sequence[str]] = None) -> None:
     """Entry point."""
-    args = get_parser().parse_args(cmd)
-    exit_on_input_error(lambda: write(args))
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    if (args.output is None) == (args.check is None):
+        parser.error("give exactly one of --output and --check")
+    exit_on_input_error(lambda: check(args) if args.check else write(args))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ leading space unless the run starts the line (``em:neu SEP excuse me`` →
 ``em:neu``, ``ĠS``, ``EP``, ``Ġex``, ``cuse``, ``Ġme``).
 """
 
+import difflib
 import functools
 import os
 from pathlib import Path
@@ -159,13 +160,18 @@ def read_token_list(path: Union[str, os.PathLike]) -> List[str]:
 def added_tokens_of(token_list: Sequence[str], source: str = "token list") -> List[str]:
     """Check a token list against Whisper's vocabulary and return its added tokens.
 
+    A token list is Whisper's 50364 BPE and special tokens, the added tokens, and the
+    timestamps filling it up to 51865 entries. Entries past 51865 (a vocabulary that ESPnet
+    expanded, e.g. the ``<sc>`` of ``sot_asr``) are added tokens too.
+
     Raises:
-        TokenListError: Wrong length or an entry that differs from Whisper's vocabulary,
-            naming the first differing line.
+        TokenListError: Too short, an entry that differs from Whisper's vocabulary (naming
+            the first differing line), misplaced timestamps or a repeated added token.
     """
-    if len(token_list) != N_VOCAB:
+    if len(token_list) < N_VOCAB:
         raise TokenListError(
-            f"{source}: has {len(token_list)} tokens, a Whisper token list has {N_VOCAB}"
+            f"{source}: has {len(token_list)} tokens, a Whisper token list has "
+            f"{N_VOCAB} (or more)"
         )
     base = whisper_base_tokens()
     for i, (got, want) in enumerate(zip(token_list, base)):
@@ -176,18 +182,55 @@ def added_tokens_of(token_list: Sequence[str], source: str = "token list") -> Li
             )
     stamps = set(timestamp_tokens())
     added = []
-    for token in token_list[FIRST_ADDED_ID:]:
+    for token in token_list[FIRST_ADDED_ID:N_VOCAB]:
         if token in stamps:
             break
         added.append(token)
     if (
-        token_list[FIRST_ADDED_ID + len(added) :]
+        token_list[FIRST_ADDED_ID + len(added) : N_VOCAB]
         != timestamp_tokens()[: N_VOCAB - FIRST_ADDED_ID - len(added)]
     ):
         raise TokenListError(
             f"{source}: timestamp tokens after the added ones are wrong"
         )
+    added += token_list[N_VOCAB:]
+    if len(set(added)) != len(added):
+        repeated = next(t for t in added if added.count(t) > 1)
+        raise TokenListError(f"{source}: added token {repeated!r} is listed twice")
     return added
+
+
+@typechecked
+def check_tokens_present(
+    token_list: Sequence[str], required: Sequence[str], source: str
+) -> None:
+    """Check that whole-word tokens (prompts, labels) are in a token list.
+
+    Raises:
+        TokenListError: One message naming every missing token with its nearest
+            matches among the special and added tokens (case-insensitive first: a released
+            model may spell ``<|SLURP|>`` where our specifiers say ``<|slurp|>``).
+    """
+    present = set(token_list)
+    missing = [t for t in dict.fromkeys(required) if t not in present]
+    if not missing:
+        return
+    # Prompt and label tokens are whole words: compare with the special and added tokens.
+    by_lower: Dict[str, str] = {}
+    for token in token_list[N_BPE:]:
+        by_lower.setdefault(token.lower(), token)
+    parts = []
+    for token in missing:
+        if token.lower() in by_lower:
+            close = [token.lower()]
+        else:
+            close = difflib.get_close_matches(token.lower(), list(by_lower), n=3)
+        hint = ", ".join(repr(by_lower[c]) for c in close) or "none close"
+        parts.append(f"{token!r} (nearest: {hint})")
+    raise TokenListError(
+        f"{source}: {len(missing)} prompt/label token(s) are not in the token list: "
+        f"{'; '.join(parts)}"
+    )
 
 
 class WhisperTokenizer:

@@ -71,6 +71,9 @@ masked_config=conf/train_masked.yaml          # Algorithm 2 schedule (overlay on
 scope_config=""       # PruningScope YAML (default: all weights but positional embeddings)
 masked_inference_model=valid.acc.best.pth
 figures_dir=figures   # PNGs linked from RESULTS.md (beside it, outside exp/)
+results_file=RESULTS.md   # the run's results page (stages 9, 14, 17)
+results_notes=local/RESULTS_notes.md   # the recipe's description under its title (optional)
+token_list=""         # a token list to use as is (an imported ESPnet experiment's); default: stage 4 writes one
 # Continual learning (stages 15-17)
 cl_runs=""            # "NAME:TASK:TRAIN_SET:VALID_SET …", e.g. "asr:asr_librispeech:train_cl_asr:valid_cl_asr"
 cl_systems="masked dense dense_enc_linear"   # masked: one system per --prune_levels entry
@@ -85,7 +88,9 @@ help_message="Usage: $0 --train_set <set> --valid_set <set> --test_sets '<set> �
   --decode_config FILE  decoding YAML (conf/decode_<task>.yaml overrides per task)
   --inference_model F   checkpoint of the experiment to decode (default ${inference_model})
   --prune_levels 'Q …'  pruning rounds of each pruned model (default '${prune_levels}')
-  --prune_baselines …   of 'single_task task_agnostic' (default '${prune_baselines}')"
+  --prune_baselines …   of 'single_task task_agnostic' (default '${prune_baselines}')
+  --token_list FILE     use this token list (e.g. whisper_import --from espnet); stage 4 checks it
+  --results_file FILE   results page of the run (default ${results_file})"
 
 log "$0 $*"
 . utils/parse_options.sh
@@ -94,7 +99,8 @@ log "$0 $*"
 
 [ -n "${test_sets}" ] || { log "${help_message}"; log "ERROR: --test_sets is required"; exit 1; }
 spec_opt=""; [ -n "${task_specifiers}" ] && spec_opt="--task_specifiers ${task_specifiers}"
-token_list="${dumpdir}/token_list/tokens.txt"
+given_token_list="${token_list}"
+[ -n "${token_list}" ] || token_list="${dumpdir}/token_list/tokens.txt"
 stats_dir="${expdir}/uslu_stats"
 if [ -z "${tag}" ]; then tag=$(basename "${train_config}" .yaml); fi
 uslu_exp="${expdir}/uslu_${tag}"
@@ -137,7 +143,12 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
-    if [ -f "${token_list}" ]; then
+    if [ -n "${given_token_list}" ]; then
+        log "Stage 4: checking ${token_list} (given) against the prompts and labels of the data"
+        _opts=""
+        for dset in ${data_sets}; do _opts+=" --data_dir ${dumpdir}/raw/${dset}"; done
+        ${python} -m espnet_pruning.bin.uslu_token_list ${spec_opt} ${_opts} --check "${token_list}"
+    elif [ -f "${token_list}" ]; then
         log "Stage 4: ${token_list} exists, skipped"
     else
         # Labels of every set: the label inventory is the task's, and a valid/test label
@@ -300,11 +311,10 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     log "Stage 9: results of ${uslu_exp}"
     _opts=""
     for dset in ${test_sets}; do _opts+=" --test_set ${dset}:$(check_single_task "${dset}")"; done
-    # local/RESULTS_notes.md (optional): the recipe's description, put under the title.
-    [ -f local/RESULTS_notes.md ] && _opts+=" --notes local/RESULTS_notes.md"
+    [ -f "${results_notes}" ] && _opts+=" --notes ${results_notes}"
     ${python} -m espnet_pruning.bin.uslu_results --exp "${uslu_exp}" ${_opts} \
         --json "${uslu_exp}/results.json" --markdown "${uslu_exp}/RESULTS.md"
-    cp "${uslu_exp}/RESULTS.md" RESULTS.md
+    cp "${uslu_exp}/RESULTS.md" "${results_file}"
 fi
 
 # ------------------------------------------------------------------ pruning (10-14)
@@ -457,8 +467,8 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
       echo; echo "![sparsity per layer, Q = ${max_level}](${figures_dir}/layers_q${max_level}.png)"
     } >> "${expdir}/pruning_table2.md"
     { cat "${uslu_exp}/RESULTS.md"; echo; cat "${expdir}/pruning_table.md"
-      echo; cat "${expdir}/pruning_table2.md"; } > RESULTS.md.tmp
-    mv RESULTS.md.tmp RESULTS.md
+      echo; cat "${expdir}/pruning_table2.md"; } > "${results_file}.tmp"
+    mv "${results_file}.tmp" "${results_file}"
 fi
 
 # ------------------------------------------------------- continual learning (15-17)
@@ -562,8 +572,8 @@ if [ ${stage} -le 17 ] && [ ${stop_stage} -ge 17 ] && [ -n "${cl_runs}" ]; then
     { cat "${uslu_exp}/RESULTS.md"
       [ -f "${expdir}/pruning_table.md" ] && { echo; cat "${expdir}/pruning_table.md"; }
       [ -f "${expdir}/pruning_table2.md" ] && { echo; cat "${expdir}/pruning_table2.md"; }
-      echo; cat "${expdir}/continual.md"; } > RESULTS.md.tmp
-    mv RESULTS.md.tmp RESULTS.md
+      echo; cat "${expdir}/continual.md"; } > "${results_file}.tmp"
+    mv "${results_file}.tmp" "${results_file}"
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -133,6 +133,14 @@ if [ -n "${ckpt}" ] && [ ! -f "${ckpt}" ]; then
     else
         log "WARNING: ${ckpt}: Whisper checkpoint of ${train_config} not found (needed for training)"
     fi
+    # Whisper weights come in four forms; each becomes this openai-whisper checkpoint.
+    _import="python -m espnet_pruning.bin.whisper_import"
+    log "  Put an openai-whisper checkpoint there (mkdir -p $(dirname "${ckpt}")), or import one:"
+    log "    CTranslate2 / faster-whisper folder:  ${_import} --from ct2 DIR --output ${ckpt}"
+    log "    Hugging Face folder (openai/whisper-*): ${_import} --from hf DIR --output ${ckpt}"
+    log "    ESPnet experiment (e.g. UniverSLU):    ${_import} --from espnet EXP/config.yaml" \
+        "--model_file EXP/valid.acc.ave.pth --output ${ckpt} --token_list ${ckpt%.pt}_tokens.txt;" \
+        "then ./run.sh --token_list ${ckpt%.pt}_tokens.txt (the model's own token order)"
 fi
 if [ -n "${failed}" ]; then
     log "ERROR: not ready:${failed} (see the messages above)"
