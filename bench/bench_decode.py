@@ -16,7 +16,8 @@ timed), and whether its token ids equal the cached decoder's. Decoders:
 * ``cached, batch of B`` and ``openai-whisper, batch of B``: B copies of the audio in
   one call (tokens per second of the whole batch).
 
-The model is Whisper base from ``tools/downloads/whisper/base.pt`` when that file exists,
+The model is Whisper base from ``tools/downloads/whisper/base.pt`` (or ``--whisper``) when
+that file exists,
 else a random model of Whisper tiny's dimensions (which never ends a hypothesis: every
 decoder then writes ``--max_tokens`` tokens). Goals: cached ≥ 3× full prefix, and per
 token no slower than openai-whisper.
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile
 import torch
 import whisper
 from espnet2.legacy.nets.scorers.length_bonus import LengthBonus
@@ -55,9 +57,9 @@ TINY = dict(
 )
 
 
-def load_model():
-    if BASE.is_file():
-        return whisper.load_model(str(BASE), device="cpu").float(), "Whisper base"
+def load_model(path: Path):
+    if path.is_file():
+        return whisper.load_model(str(path), device="cpu").float(), f"Whisper {path}"
     model = init_whisper_parameters(Whisper(ModelDimensions(**TINY)), seed=0)
     return model.float().eval(), "random model of Whisper tiny's dimensions"
 
@@ -86,20 +88,23 @@ def timed(fn):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--audio", help="16 kHz speech file (default: 8 s of tones)")
+    parser.add_argument("--whisper", type=Path, default=BASE, help="openai-whisper .pt")
     parser.add_argument("--max_tokens", type=int, default=100)
     parser.add_argument("--batch", type=int, default=8, help="B of the batched runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
-    model, what = load_model()
+    model, what = load_model(args.whisper)
     dims = model.dims.__dict__
     enc = WhisperEncoder(whisper_dims=dims, do_pad_trim=True).eval()
     enc.encoders.load_state_dict(model.encoder.state_dict())
     dec = WhisperDecoder(51865, dims["n_audio_state"], whisper_dims=dims).eval()
     dec.decoders.load_state_dict(model.decoder.state_dict())
     if args.audio:
-        audio = whisper.load_audio(args.audio)
+        audio, rate = soundfile.read(args.audio, dtype="float32")
+        if rate != 16000 or audio.ndim != 1:
+            parser.error(f"{args.audio}: need one channel at 16 kHz")
     else:
         t = np.arange(8 * 16000) / 16000
         audio = (0.1 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 3 * t)).astype(
