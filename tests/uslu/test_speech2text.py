@@ -8,26 +8,7 @@ import soundfile as sf
 import torch
 
 from espnet_pruning.errors import DataError
-from espnet_pruning.pruning.masks import MaskSet
-from espnet_pruning.pruning.scope import PruningScope
-from espnet_pruning.pruning.select import prune_global_magnitude
-from espnet_pruning.pruning.storage import save_masks
-from espnet_pruning.specifiers import TaskRegistry
-from espnet_pruning.tasks.uslu import USLUTask
 from espnet_pruning.uslu.speech2text import Speech2Text
-
-
-@pytest.fixture(scope="module")
-def tiny_masks(tiny_trained, tmp_path_factory):
-    """ER's subnetwork keeps 64 % of the prunable weights."""
-    model, _ = USLUTask.build_model_from_file(
-        tiny_trained / "config.yaml", tiny_trained / "valid.loss.best.pth"
-    )
-    ms = MaskSet.from_model(model, PruningScope(), TaskRegistry.load().names)
-    params = dict(model.named_parameters())
-    w = {n: params[n].detach() for n in ms.names}
-    ms.set_mask("er_iemocap", prune_global_magnitude(w, ms.mask("er_iemocap"), 0.36))
-    return save_masks(ms, tmp_path_factory.mktemp("masks") / "masks")
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +30,9 @@ def s2t(exp, **kwargs):
 @pytest.mark.parametrize("beam", [1, 4])
 @pytest.mark.parametrize("masked", [False, True])
 def test_cached_decoder_gives_todays_token_ids(
-    tiny_trained, tiny_masks, speeches, beam, masked
+    tiny_trained, tiny_er_masks, speeches, beam, masked
 ):
-    opts = dict(beam_size=beam, nbest=beam, mask_dir=tiny_masks if masked else None)
+    opts = dict(beam_size=beam, nbest=beam, mask_dir=tiny_er_masks if masked else None)
     new, old = s2t(tiny_trained, **opts), s2t(tiny_trained, kv_cache=False, **opts)
     batched = new.decode_batch(speeches)
     for speech, got_batched in zip(speeches, batched):
