@@ -86,6 +86,20 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument("--model_file", default=None, help="checkpoint .pth")
     group.add_argument("--task", default=None, help="task name (its prompt is used)")
     group.add_argument(
+        "--utt2task",
+        type=str_or_none,
+        default=None,
+        help="'<uttid> <task>' lines (e.g. a data dir's utt2category): each utterance "
+        "is decoded with its own task's prompt and subnetwork (then --task is not "
+        "needed)",
+    )
+    group.add_argument(
+        "--prompt",
+        type=str_or_none,
+        default=None,
+        help="prompt tokens for a --task that is not in the run's task specifiers",
+    )
+    group.add_argument(
         "--mask_dir",
         type=str_or_none,
         default=None,
@@ -114,6 +128,7 @@ def get_parser() -> config_argparse.ArgumentParser:
 
 ITEM_KEYS = (
     "task",
+    "utt2task",
     "data",
     "output_dir",
     "key_file",
@@ -173,6 +188,8 @@ def decode_jobs(args: argparse.Namespace) -> List[argparse.Namespace]:
                 ]
             vars(job).update(fields)
         missing = [k for k in REQUIRED if getattr(job, k) is None]
+        if "task" in missing and job.utt2task is not None:
+            missing.remove("task")
         if not job.data_path_and_name_and_type:
             missing.append("data_path_and_name_and_type")
         if missing:
@@ -197,6 +214,22 @@ def _keys(args: argparse.Namespace) -> List[str]:
     # The utterances in order: the key file's, else the first data file's.
     key_file = args.key_file or args.data_path_and_name_and_type[0][0]
     return list(read_2columns_text(key_file))
+
+
+def _task_groups(args: argparse.Namespace, keys: List[str]) -> Dict[str, List[str]]:
+    # The keys of each task, tasks in order of first appearance (one switch per task).
+    if args.utt2task is None:
+        return {args.task: keys}
+    utt2task = read_2columns_text(args.utt2task)
+    missing = [k for k in keys if k not in utt2task]
+    if missing:
+        raise InputError(
+            f"{args.utt2task}: no task for {len(missing)} utterance(s), e.g. {missing[0]}"
+        )
+    groups: Dict[str, List[str]] = {}
+    for key in keys:
+        groups.setdefault(utt2task[key], []).append(key)
+    return groups
 
 
 def _report(key: str, exc: BaseException, failed: List[str]) -> None:
@@ -242,10 +275,15 @@ def inference(args: argparse.Namespace) -> Tuple[int, List[str]]:
         return 0, []
     set_all_random_seed(args.seed)
     device = "cuda" if args.ngpu > 0 else "cpu"
+    groups = _task_groups(args, _keys(args))
+    if not groups:
+        return 0, []
+    prompt = args.prompt if args.utt2task is None else None
     speech2text = Speech2Text(
         train_config=args.train_config,
         model_file=args.model_file,
-        task=args.task,
+        task=next(iter(groups)),
+        prompt=prompt,
         device=device,
         beam_size=args.beam_size,
         penalty=args.penalty,
@@ -255,7 +293,6 @@ def inference(args: argparse.Namespace) -> Tuple[int, List[str]]:
         normalize_length=args.normalize_length,
         mask_dir=args.mask_dir,
     )
-    keys = _keys(args)
     # Random access by key: an unreadable utterance fails alone.
     dataset = ESPnetDataset(args.data_path_and_name_and_type, float_dtype=args.dtype)
     n, failed, pending = 0, [], []
@@ -273,16 +310,21 @@ def inference(args: argparse.Namespace) -> Tuple[int, List[str]]:
                 n += 1
             pending.clear()
 
-        for key in tqdm(keys, desc=f"decode {args.task}", mininterval=5):
+        for task, keys in groups.items():
             try:
-                speech = speech2text.check_speech(dataset[key][1]["speech"])
-            except Exception as e:  # noqa: B902 - reported as the utterance's error
-                _report(key, e, failed)
-                continue
-            pending.append((key, speech))
-            if len(pending) == args.batch_size:
-                flush()
-        flush()
+                speech2text.set_task(task, prompt)
+            except InputError as e:
+                raise InputError(f"{args.utt2task or '--task'}: {e}") from None
+            for key in tqdm(keys, desc=f"decode {task}", mininterval=5):
+                try:
+                    speech = speech2text.check_speech(dataset[key][1]["speech"])
+                except Exception as e:  # noqa: B902 - reported as the utterance's error
+                    _report(key, e, failed)
+                    continue
+                pending.append((key, speech))
+                if len(pending) == args.batch_size:
+                    flush()
+            flush()
     failed_file = Path(args.output_dir) / "failed_keys"
     if failed:
         atomic_write_text(failed_file, "".join(f"{k}\n" for k in failed))

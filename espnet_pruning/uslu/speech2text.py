@@ -11,7 +11,8 @@ from torch.nn.utils.rnn import pad_sequence
 from typeguard import typechecked
 from whisper.audio import N_FFT
 
-from espnet_pruning.errors import DataError
+from espnet_pruning.errors import DataError, InputError
+from espnet_pruning.pruning.switch import TaskSwitcher
 from espnet_pruning.tasks.uslu import USLUTask
 from espnet_pruning.whisper.beam_search import WhisperBeamSearch
 from espnet_pruning.whisper.decoder import FullPrefixScorer
@@ -49,6 +50,8 @@ class Speech2Text:
         normalize_length: Rank ended hypotheses by length-normalised score.
         mask_dir: Mask set to decode the task's subnetwork with (overrides the one in
             ``train_config``, if any).
+        prompt: Prompt tokens for a task not in the run's specifiers (see
+            :meth:`set_task`).
         kv_cache: False: score every step by running the whole prefix again
             (:class:`~espnet_pruning.whisper.decoder.FullPrefixScorer`; same result,
             slower; the reference for tests and benchmarks).
@@ -69,6 +72,7 @@ class Speech2Text:
         normalize_length: bool = False,
         mask_dir: Optional[Union[str, os.PathLike]] = None,
         kv_cache: bool = True,
+        prompt: Optional[str] = None,
     ):
         model, train_args = USLUTask.build_model_from_file(
             train_config, model_file, device
@@ -77,19 +81,17 @@ class Speech2Text:
             from espnet_pruning.pruning.storage import load_masks
 
             model.attach_masks(load_masks(mask_dir))
+        # A task's subnetwork m ⊙ θ is written into the weights (dense speed); the
+        # switcher keeps θ so that set_task can switch in one pass.
+        self.switcher = None
         if model.masks is not None:
-            # Decode the task's subnetwork: m ⊙ W materialised once, then dense speed.
-            model.bake_task(task)
+            masks = model.masks
+            model.detach_masks()
+            self.switcher = TaskSwitcher(model, masks)
         self.model = model.eval()
         self.train_args = train_args
-        self.spec = USLUTask.task_registry(train_args)[task]
+        self.registry = USLUTask.task_registry(train_args)
         self.tokenizer = WhisperTokenizer(model.token_list)
-        t2i = self.tokenizer.token2id
-        self.primer = (
-            [t2i[SOT]]
-            + self.tokenizer.tokens2ids(self.spec.prompt)
-            + [t2i[NO_TIMESTAMPS]]
-        )
         vocab = len(model.token_list)
         decoder = model.decoder if kv_cache else FullPrefixScorer(model.decoder)
         self.beam_search = WhisperBeamSearch(
@@ -102,7 +104,7 @@ class Speech2Text:
             eos=model.eos,
             token_list=None,
             pre_beam_score_key="full",
-            hyp_primer=self.primer,
+            hyp_primer=None,
             normalize_length=normalize_length,
         ).to(device)
         self.beam_search.eval()
@@ -110,6 +112,38 @@ class Speech2Text:
         self.maxlenratio = maxlenratio
         self.minlenratio = minlenratio
         self.nbest = nbest
+        self.set_task(task, prompt)
+
+    def set_task(self, task: str, prompt: Optional[str] = None) -> None:
+        """Decode with ``task``'s prompt and subnetwork from now on.
+
+        Switching costs one pass over the masked weights (``m_task ⊙ θ`` written into
+        the parameters) and nothing without a mask set.
+
+        Args:
+            task: A task of the run's specifiers, or any name together with ``prompt``.
+            prompt: Prompt tokens, e.g. ``"<|en|> <|ic|> <|slurp|>"`` (overrides the
+                task's); the subnetwork is the task's mask if the mask set has one,
+                else the dense model.
+
+        Raises:
+            InputError: Unknown task without a prompt, or a prompt token not in the
+                token list.
+        """
+        if prompt is None:
+            tokens = self.registry[task].prompt  # an unknown task is an error
+        else:
+            tokens = prompt.split()
+        try:
+            ids = self.tokenizer.tokens2ids(tokens)
+        except KeyError as e:
+            raise InputError(f"prompt of {task}: {e.args[0]}") from None
+        t2i = self.tokenizer.token2id
+        self.beam_search.set_hyp_primer([t2i[SOT]] + ids + [t2i[NO_TIMESTAMPS]])
+        self.primer = self.beam_search.hyp_primer
+        self.task = task
+        if self.switcher is not None:
+            self.switcher.switch(task)
 
     def hypothesis_ids(self, yseq: List[int]) -> List[int]:
         """Token ids of a hypothesis without primer, end token and prompt-like tokens."""

@@ -10,7 +10,7 @@ maximum length: ``<|endoftext|>`` is appended and it is ranked by its score with
 others.
 """
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from espnet2.legacy.nets.batch_beam_search import BatchBeamSearch
 
@@ -30,14 +30,26 @@ class WhisperBeamSearch(BatchBeamSearch):
     """
 
     def __init__(self, *args, n_text_ctx: int, **kwargs):
-        super().__init__(*args, **kwargs)
         self.n_text_ctx = n_text_ctx
-        self.max_output_length = n_text_ctx - self._primer_length()
+        super().__init__(*args, **kwargs)
+        self._check_primer()
+
+    @property
+    def max_output_length(self) -> int:
+        """Most tokens a hypothesis may add to the primer."""
+        return self.n_text_ctx - self._primer_length()
+
+    def _check_primer(self) -> None:
         if self.max_output_length < 1:
             raise InputError(
                 f"a primer of {self._primer_length()} tokens leaves no room in "
-                f"Whisper's text context of {n_text_ctx} tokens"
+                f"Whisper's text context of {self.n_text_ctx} tokens"
             )
+
+    def set_hyp_primer(self, hyp_primer: Optional[List[int]] = None) -> None:
+        """Set the primer (e.g. another task's prompt); it must leave room to decode."""
+        super().set_hyp_primer(hyp_primer)
+        self._check_primer()
 
     def _length_bounds(
         self, inp_lengths: List[int], maxlenratio: float, minlenratio: float

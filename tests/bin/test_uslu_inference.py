@@ -193,3 +193,51 @@ def test_bad_utterances_are_reported_and_the_others_decoded(
         assert read(out / "1best_recog" / name) == read(
             one_by_one / "1best_recog" / name
         )
+
+
+def test_a_set_mixing_tasks_decodes_each_with_its_own_prompt_and_mask(
+    tiny_trained, tiny_data, tiny_er_masks, tmp_path
+):
+    """--utt2task: one process, one model, every utterance with its task's subnetwork."""
+    import soundfile as sf
+
+    from espnet_pruning.bin import uslu_inference
+    from espnet_pruning.uslu.speech2text import Speech2Text
+
+    valid = tiny_data / "valid"
+    out = tmp_path / "mixed"
+    uslu_inference.main(
+        [
+            "--utt2task",
+            str(valid / "utt2category"),
+            "--train_config",
+            str(tiny_trained / "config.yaml"),
+            "--model_file",
+            str(tiny_trained / "valid.loss.best.pth"),
+            "--mask_dir",
+            str(tiny_er_masks),
+            "--data_path_and_name_and_type",
+            f"{valid}/wav.scp,speech,sound",
+            "--output_dir",
+            str(out),
+            "--batch_size",
+            "2",
+            "--maxlenratio",
+            "-5",
+        ]
+    )
+    hyps = read(out / "1best_recog" / "token_int")
+    utt2task = read(valid / "utt2category")
+    wavs = read(valid / "wav.scp")
+    assert set(hyps) == set(utt2task) and len(set(utt2task.values())) == 3
+    for task in set(utt2task.values()):
+        alone = Speech2Text(
+            tiny_trained / "config.yaml",
+            tiny_trained / "valid.loss.best.pth",
+            task,
+            maxlenratio=-5,
+            mask_dir=tiny_er_masks,
+        )
+        for key in [k for k, t in utt2task.items() if t == task]:
+            ids = alone(sf.read(wavs[key], dtype="float32")[0])[0][2]
+            assert hyps[key] == " ".join(map(str, ids)), key

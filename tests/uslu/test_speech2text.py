@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from espnet_pruning.errors import DataError
+from espnet_pruning.errors import DataError, InputError
 from espnet_pruning.uslu.speech2text import Speech2Text
 
 
@@ -56,3 +56,31 @@ def test_unusable_audio_is_a_data_error(tiny_trained):
         with pytest.raises(DataError, match=message):
             decoder(audio)
     assert decoder(torch.zeros(8000))  # silence is fine
+
+
+def test_one_model_serves_every_task(tiny_trained, tiny_er_masks, speeches):
+    """set_task switches prompt and subnetwork: the same results as a model loaded for
+    that task, and back to ER's weights m ⊙ θ exactly."""
+    shared = s2t(tiny_trained, mask_dir=tiny_er_masks)
+    er_weights = {k: v.clone() for k, v in shared.model.state_dict().items()}
+    er = [shared(s) for s in speeches]
+    shared.set_task("asr_librispeech")
+    fresh = s2t(tiny_trained, task="asr_librispeech", mask_dir=tiny_er_masks)
+    assert [shared(s) for s in speeches] == [fresh(s) for s in speeches]
+    # ASR's mask is dense: the weights ER's mask prunes are back
+    assert not all(
+        torch.equal(v, fresh.model.state_dict()[k]) for k, v in er_weights.items()
+    )
+    shared.set_task("er_iemocap")
+    assert [shared(s) for s in speeches] == er
+    for k, v in shared.model.state_dict().items():
+        assert torch.equal(v, er_weights[k]), k
+
+
+def test_a_raw_prompt_decodes_a_task_outside_the_specifiers(tiny_trained, speeches):
+    named = s2t(tiny_trained)
+    raw = s2t(tiny_trained, task="my_er", prompt="<|en|> <|er|> <|iemocap|>")
+    assert raw.primer == named.primer
+    assert [raw(s) for s in speeches] == [named(s) for s in speeches]
+    with pytest.raises(InputError, match="not in the token list"):
+        raw.set_task("other", prompt="<|en|> <|nosuchtask|>")
