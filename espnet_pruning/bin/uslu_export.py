@@ -29,13 +29,13 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 import yaml
 from typeguard import typechecked
-from whisper.model import ModelDimensions
 
 from espnet_pruning.bin.cli import run_logged
 from espnet_pruning.errors import InputError
 from espnet_pruning.fileio import atomic_open, atomic_write_text
 from espnet_pruning.pruning.sparse import save_sparse_state
 from espnet_pruning.tasks.uslu import USLUTask
+from espnet_pruning.uslu.packing import model_dims, self_contained_config
 from espnet_pruning.whisper.openai_format import (
     save_whisper_checkpoint,
     whisper_state_from_espnet,
@@ -45,37 +45,9 @@ FORMATS = ("whisper", "espnet", "sparse")
 DTYPES = {"fp32": None, "fp16": torch.float16}
 
 
-def model_dims(model) -> ModelDimensions:
-    """openai-whisper dimensions of a UniverSLU model's Whisper encoder and decoder."""
-    enc, dec = model.encoder.encoders, model.decoder.decoders
-    return ModelDimensions(
-        n_mels=enc.conv1.in_channels,
-        n_audio_ctx=enc.positional_embedding.size(0),
-        n_audio_state=enc.conv1.out_channels,
-        n_audio_head=enc.blocks[0].attn.n_head,
-        n_audio_layer=len(enc.blocks),
-        n_vocab=dec.token_embedding.num_embeddings,
-        n_text_ctx=dec.positional_embedding.size(0),
-        n_text_state=dec.token_embedding.embedding_dim,
-        n_text_head=dec.blocks[0].attn.n_head,
-        n_text_layer=len(dec.blocks),
-    )
-
-
-def _plain_config(train_config: Path, dims: ModelDimensions) -> dict:
-    # The run's config, made self-contained: no mask set, no initialisation, Whisper
-    # built from its dims (the weights all come from model.pth).
-    with open(train_config, encoding="utf-8") as f:
-        conf = yaml.safe_load(f)
-    conf["mask_dir"] = None
-    conf["init_param"] = []
-    conf["init"] = None
-    for part in ("encoder_conf", "decoder_conf"):
-        part_conf = dict(conf.get(part) or {})
-        part_conf.pop("whisper_checkpoint", None)
-        part_conf["whisper_dims"] = dict(vars(dims))
-        conf[part] = part_conf
-    return conf
+def _read_yaml(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
 
 
 @typechecked
@@ -124,7 +96,9 @@ def export_task(
             torch.save(state, f)
         atomic_write_text(
             output_dir / "config.yaml",
-            yaml.safe_dump(_plain_config(train_config, dims), sort_keys=False),
+            yaml.safe_dump(
+                self_contained_config(_read_yaml(train_config), dims), sort_keys=False
+            ),
         )
     if "sparse" in formats:
         out["sparse"] = save_sparse_state(output_dir / "model.sparse", state, masks)

@@ -114,6 +114,42 @@ class Speech2Text:
         self.nbest = nbest
         self.set_task(task, prompt)
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        packed: Union[str, os.PathLike],
+        task: str,
+        prompt: Optional[str] = None,
+        cache_dir: Optional[Union[str, os.PathLike]] = None,
+        **kwargs,
+    ) -> "Speech2Text":
+        """Decode with a packed system (``uslu_pack``): a zip or its unpacked directory.
+
+        The archive's checksums are verified; its mask set (if any) gives each task its
+        subnetwork.
+
+        Args:
+            packed: The zip, or a directory it was unpacked into.
+            task: Task to decode (see :meth:`set_task`; any name with ``prompt``).
+            prompt: Prompt tokens for a task not in the system's specifiers.
+            cache_dir: Where a zip is unpacked (default: beside it).
+            **kwargs: Further options of :class:`Speech2Text` (``beam_size``, …).
+
+        Raises:
+            PackError: Missing or corrupt archive.
+        """
+        from espnet_pruning.uslu.packing import unpack_system
+
+        files = unpack_system(packed, cache_dir)
+        return cls(
+            files["train_config"],
+            files["model_file"],
+            task,
+            mask_dir=files.get("mask_dir"),
+            prompt=prompt,
+            **kwargs,
+        )
+
     def set_task(self, task: str, prompt: Optional[str] = None) -> None:
         """Decode with ``task``'s prompt and subnetwork from now on.
 
