@@ -34,34 +34,14 @@ import numpy as np
 import soundfile
 import torch
 import whisper
+from benchlib import whisper_or_random
 from espnet2.legacy.nets.scorers.length_bonus import LengthBonus
-from whisper.model import ModelDimensions, Whisper
 
 from espnet_pruning.whisper.beam_search import WhisperBeamSearch
-from espnet_pruning.whisper.checkpoint import init_whisper_parameters
 from espnet_pruning.whisper.decoder import FullPrefixScorer, WhisperDecoder
 from espnet_pruning.whisper.encoder import WhisperEncoder
 
 BASE = Path(__file__).resolve().parents[1] / "tools/downloads/whisper/base.pt"
-TINY = dict(
-    n_mels=80,
-    n_audio_ctx=1500,
-    n_audio_state=384,
-    n_audio_head=6,
-    n_audio_layer=4,
-    n_vocab=51865,
-    n_text_ctx=448,
-    n_text_state=384,
-    n_text_head=6,
-    n_text_layer=4,
-)
-
-
-def load_model(path: Path):
-    if path.is_file():
-        return whisper.load_model(str(path), device="cpu").float(), f"Whisper {path}"
-    model = init_whisper_parameters(Whisper(ModelDimensions(**TINY)), seed=0)
-    return model.float().eval(), "random model of Whisper tiny's dimensions"
 
 
 def search(scorer, primer, eos, n_text_ctx):
@@ -95,7 +75,7 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
-    model, what = load_model(args.whisper)
+    model, what = whisper_or_random(args.whisper)
     dims = model.dims.__dict__
     enc = WhisperEncoder(whisper_dims=dims, do_pad_trim=True).eval()
     enc.encoders.load_state_dict(model.encoder.state_dict())

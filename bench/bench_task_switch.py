@@ -18,27 +18,13 @@ import time
 from pathlib import Path
 
 import torch
-import whisper
-from whisper.model import ModelDimensions, Whisper
+from benchlib import whisper_or_random
 
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.switch import TaskSwitcher
-from espnet_pruning.whisper.checkpoint import init_whisper_parameters
 
 BASE = Path(__file__).resolve().parents[1] / "tools/downloads/whisper/base.pt"
-TINY = dict(
-    n_mels=80,
-    n_audio_ctx=1500,
-    n_audio_state=384,
-    n_audio_head=6,
-    n_audio_layer=4,
-    n_vocab=51865,
-    n_text_ctx=448,
-    n_text_state=384,
-    n_text_head=6,
-    n_text_layer=4,
-)
 DENSITIES = {"task_a": 0.64, "task_b": 0.41, "task_c": 0.80}
 
 
@@ -48,13 +34,7 @@ def main():
     parser.add_argument("--switches", type=int, default=9)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.whisper.is_file():
-        model = whisper.load_model(str(args.whisper), device="cpu")
-        what = f"Whisper {args.whisper.name}"
-    else:
-        model = init_whisper_parameters(Whisper(ModelDimensions(**TINY)), seed=0)
-        what = "random model of Whisper tiny's dimensions"
-    model = model.float().eval()
+    model, what = whisper_or_random(args.whisper)
     masks = MaskSet.from_model(model, PruningScope(), list(DENSITIES))
     g = torch.Generator().manual_seed(0)
     for task, density in DENSITIES.items():

@@ -6,6 +6,7 @@ import soundfile as sf
 import torch
 import whisper
 import yaml
+from tiny import masked_model_args
 from whisper.audio import log_mel_spectrogram, pad_or_trim
 
 from espnet_pruning.bin import uslu_export
@@ -23,12 +24,7 @@ def exported(tiny_trained, tiny_er_masks, tmp_path_factory):
         [
             "--task",
             TASK,
-            "--train_config",
-            str(tiny_trained / "config.yaml"),
-            "--model_file",
-            str(tiny_trained / "valid.loss.best.pth"),
-            "--mask_dir",
-            str(tiny_er_masks),
+            *masked_model_args(tiny_trained, tiny_er_masks),
             "--output_dir",
             str(out),
         ]

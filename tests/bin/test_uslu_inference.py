@@ -2,6 +2,7 @@
 
 import pytest
 from conftest import run_module
+from tiny import masked_model_args
 
 
 def decode(exp, data, out, task, *extra, check=True):
@@ -210,12 +211,7 @@ def test_a_set_mixing_tasks_decodes_each_with_its_own_prompt_and_mask(
         [
             "--utt2task",
             str(valid / "utt2category"),
-            "--train_config",
-            str(tiny_trained / "config.yaml"),
-            "--model_file",
-            str(tiny_trained / "valid.loss.best.pth"),
-            "--mask_dir",
-            str(tiny_er_masks),
+            *masked_model_args(tiny_trained, tiny_er_masks),
             "--data_path_and_name_and_type",
             f"{valid}/wav.scp,speech,sound",
             "--output_dir",

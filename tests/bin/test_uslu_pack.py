@@ -5,6 +5,7 @@ import zipfile
 
 import pytest
 import soundfile as sf
+from tiny import masked_model_args
 
 from espnet_pruning.bin import uslu_pack
 from espnet_pruning.uslu.packing import PackError
@@ -19,12 +20,7 @@ def packed(tiny_trained, tiny_er_masks, tmp_path_factory):
     (root / "figures" / "overlap.png").write_bytes(b"\x89PNG fake")
     uslu_pack.main(
         [
-            "--train_config",
-            str(tiny_trained / "config.yaml"),
-            "--model_file",
-            str(tiny_trained / "valid.loss.best.pth"),
-            "--mask_dir",
-            str(tiny_er_masks),
+            *masked_model_args(tiny_trained, tiny_er_masks),
             "--option",
             str(root / "RESULTS.md"),
             "--option",
