@@ -27,6 +27,35 @@ SIZES = {
 }
 N_VOCAB = 51865
 
+#: openai-whisper ``ModelDimensions`` of Whisper tiny (for random models of its size).
+TINY_DIMS = dict(
+    n_mels=80,
+    n_audio_ctx=1500,
+    n_audio_state=384,
+    n_audio_head=6,
+    n_audio_layer=4,
+    n_vocab=N_VOCAB,
+    n_text_ctx=448,
+    n_text_state=384,
+    n_text_head=6,
+    n_text_layer=4,
+)
+
+
+def whisper_or_random(path):
+    """(openai-whisper model in fp32, description): the checkpoint at ``path`` if it
+    exists, else a random model of Whisper tiny's dimensions."""
+    import whisper
+    from whisper.model import ModelDimensions, Whisper
+
+    from espnet_pruning.whisper.checkpoint import init_whisper_parameters
+
+    if path.is_file():
+        model = whisper.load_model(str(path), device="cpu")
+        return model.float().eval(), f"Whisper {path.name}"
+    model = init_whisper_parameters(Whisper(ModelDimensions(**TINY_DIMS)), seed=0)
+    return model.float().eval(), "random model of Whisper tiny's dimensions"
+
 
 def whisper_shapes(size: str, embedding: bool = False) -> Dict[str, Tuple[int, ...]]:
     """Names and shapes of Whisper's Linear/Conv weights (+ the token embedding)."""

@@ -90,3 +90,24 @@ def tiny_trained(tiny_data, tmp_path_factory) -> Path:
     )
     (out / "train.log").write_text(proc.stderr)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_er_masks(tiny_trained, tmp_path_factory) -> Path:
+    """A mask set over the tiny model in which ER's subnetwork keeps 64 % of the
+    prunable weights (the other tasks' masks are dense)."""
+    from espnet_pruning.pruning.masks import MaskSet
+    from espnet_pruning.pruning.scope import PruningScope
+    from espnet_pruning.pruning.select import prune_global_magnitude
+    from espnet_pruning.pruning.storage import save_masks
+    from espnet_pruning.specifiers import TaskRegistry
+    from espnet_pruning.tasks.uslu import USLUTask
+
+    model, _ = USLUTask.build_model_from_file(
+        tiny_trained / "config.yaml", tiny_trained / "valid.loss.best.pth"
+    )
+    ms = MaskSet.from_model(model, PruningScope(), TaskRegistry.load().names)
+    params = dict(model.named_parameters())
+    w = {n: params[n].detach() for n in ms.names}
+    ms.set_mask("er_iemocap", prune_global_magnitude(w, ms.mask("er_iemocap"), 0.36))
+    return save_masks(ms, tmp_path_factory.mktemp("er_masks") / "masks")

@@ -154,3 +154,15 @@ def epoch_losses(log: str, phase: str = "train") -> List[float]:
         for m in [pattern.search(line)]
         if m
     ]
+
+
+def masked_model_args(exp: Path, masks: Path) -> List[str]:
+    """``--train_config/--model_file/--mask_dir`` of a tiny experiment and mask set."""
+    return [
+        "--train_config",
+        str(exp / "config.yaml"),
+        "--model_file",
+        str(exp / "valid.loss.best.pth"),
+        "--mask_dir",
+        str(masks),
+    ]

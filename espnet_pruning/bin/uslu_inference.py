@@ -2,7 +2,13 @@
 """Decode a data set with a trained UniverSLU model and one task's prompt.
 
 Writes ESPnet-style outputs: ``<output_dir>/<n>best_recog/{text,token,token_int,score}``.
-Hypotheses never contain prompt tokens.
+Hypotheses never contain prompt tokens. ``--batch_size N`` decodes N utterances in one beam
+search (same hypotheses as one at a time).
+
+An utterance that cannot be read or decoded (e.g. empty or non-finite audio) is reported
+as one ``ERROR: <key>: <reason>`` line and skipped; every other utterance is decoded and
+written, the failed keys are listed in ``<output_dir>/failed_keys``, and the process
+exits with status 1 at the end. Status 0 means every utterance was decoded.
 
 Several data sets (and models or masks) can be decoded in one process with repeated
 ``--decode_set task=T,data=WAV_SCP,output_dir=D[,key_file=K][,model_file=M]
@@ -19,19 +25,23 @@ Example:
 
 import argparse
 import logging
+import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
 import yaml
 from espnet2.fileio.datadir_writer import DatadirWriter
+from espnet2.fileio.read_text import read_2columns_text
 from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
+from espnet2.train.dataset import ESPnetDataset
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 from tqdm import tqdm
 
-from espnet_pruning.bin.cli import exit_on_input_error
+from espnet_pruning.bin.cli import exit_on_input_error, input_error_of
 from espnet_pruning.errors import InputError
-from espnet_pruning.tasks.uslu import USLUTask
+from espnet_pruning.fileio import atomic_write_text
 from espnet_pruning.uslu.speech2text import Speech2Text
 
 
@@ -52,7 +62,9 @@ def get_parser() -> config_argparse.ArgumentParser:
     parser.add_argument("--ngpu", type=int, default=0, help="0: CPU, 1: one GPU")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="float32", choices=["float32"])
-    parser.add_argument("--num_workers", type=int, default=0)
+    parser.add_argument(
+        "--num_workers", type=int, default=0, help="unused (audio is read per key)"
+    )
     group = parser.add_argument_group("Input data")
     group.add_argument(
         "--data_path_and_name_and_type",
@@ -74,13 +86,32 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument("--model_file", default=None, help="checkpoint .pth")
     group.add_argument("--task", default=None, help="task name (its prompt is used)")
     group.add_argument(
+        "--utt2task",
+        type=str_or_none,
+        default=None,
+        help="'<uttid> <task>' lines (e.g. a data dir's utt2category): each utterance "
+        "is decoded with its own task's prompt and subnetwork (then --task is not "
+        "needed)",
+    )
+    group.add_argument(
+        "--prompt",
+        type=str_or_none,
+        default=None,
+        help="prompt tokens for a --task that is not in the run's task specifiers",
+    )
+    group.add_argument(
         "--mask_dir",
         type=str_or_none,
         default=None,
         help="decode the task's subnetwork of this mask set",
     )
     group = parser.add_argument_group("Beam search")
-    group.add_argument("--batch_size", type=int, default=1, choices=[1])
+    group.add_argument(
+        "--batch_size",
+        type=int,
+        default=1,
+        help="utterances decoded together in one beam search",
+    )
     group.add_argument("--nbest", type=int, default=1)
     group.add_argument("--beam_size", type=int, default=1, help="1: greedy search")
     group.add_argument("--penalty", type=float, default=0.0)
@@ -97,6 +128,7 @@ def get_parser() -> config_argparse.ArgumentParser:
 
 ITEM_KEYS = (
     "task",
+    "utt2task",
     "data",
     "output_dir",
     "key_file",
@@ -156,6 +188,8 @@ def decode_jobs(args: argparse.Namespace) -> List[argparse.Namespace]:
                 ]
             vars(job).update(fields)
         missing = [k for k in REQUIRED if getattr(job, k) is None]
+        if "task" in missing and job.utt2task is not None:
+            missing.remove("task")
         if not job.data_path_and_name_and_type:
             missing.append("data_path_and_name_and_type")
         if missing:
@@ -176,19 +210,80 @@ def _no_keys(key_file: str) -> bool:
         return not any(line.strip() for line in f)
 
 
-def inference(args: argparse.Namespace) -> int:
-    """Decode every utterance; returns the number decoded."""
+def _keys(args: argparse.Namespace) -> List[str]:
+    # The utterances in order: the key file's, else the first data file's.
+    key_file = args.key_file or args.data_path_and_name_and_type[0][0]
+    return list(read_2columns_text(key_file))
+
+
+def _task_groups(args: argparse.Namespace, keys: List[str]) -> Dict[str, List[str]]:
+    # The keys of each task, tasks in order of first appearance (one switch per task).
+    if args.utt2task is None:
+        return {args.task: keys}
+    utt2task = read_2columns_text(args.utt2task)
+    missing = [k for k in keys if k not in utt2task]
+    if missing:
+        raise InputError(
+            f"{args.utt2task}: no task for {len(missing)} utterance(s), e.g. {missing[0]}"
+        )
+    groups: Dict[str, List[str]] = {}
+    for key in keys:
+        groups.setdefault(utt2task[key], []).append(key)
+    return groups
+
+
+def _report(key: str, exc: BaseException, failed: List[str]) -> None:
+    # One line per bad utterance; the traceback only at DEBUG level (a bug, not input).
+    err = input_error_of(exc)
+    reason = str(err) if err is not None else f"{type(exc).__name__}: {exc}"
+    logging.debug(f"{key}: decoding failed", exc_info=exc)
+    # tqdm.write keeps the line apart from the progress bar on the same stream.
+    tqdm.write(f"ERROR: {key}: {reason}", file=sys.stderr)
+    failed.append(key)
+
+
+def _decode(
+    speech2text: Speech2Text,
+    items: List[Tuple[str, torch.Tensor]],
+    failed: List[str],
+):
+    """Yield ``(key, results)``; a batch that fails is decoded one by one so that only
+    the bad utterances are reported."""
+    if len(items) > 1:
+        try:
+            results = speech2text.decode_batch([s for _, s in items])
+        except Exception:  # noqa: B902 - isolated below, utterance by utterance
+            results = None
+        if results is not None:
+            yield from zip([k for k, _ in items], results)
+            return
+    for key, speech in items:
+        try:
+            yield key, speech2text(speech)
+        except Exception as e:  # noqa: B902 - reported as the utterance's error
+            _report(key, e, failed)
+
+
+def inference(args: argparse.Namespace) -> Tuple[int, List[str]]:
+    """Decode every utterance; returns the number decoded and the keys that failed."""
+    if args.batch_size < 1:
+        raise InputError(f"--batch_size must be at least 1, not {args.batch_size}")
     if args.key_file is not None and _no_keys(args.key_file):
         # A job's share of a set smaller than the number of jobs (slu.sh pads the
         # split with empty key files): nothing to decode, and not an error.
         logging.info(f"{args.key_file}: no utterances, {args.output_dir} left empty")
-        return 0
+        return 0, []
     set_all_random_seed(args.seed)
     device = "cuda" if args.ngpu > 0 else "cpu"
+    groups = _task_groups(args, _keys(args))
+    if not groups:
+        return 0, []
+    prompt = args.prompt if args.utt2task is None else None
     speech2text = Speech2Text(
         train_config=args.train_config,
         model_file=args.model_file,
-        task=args.task,
+        task=next(iter(groups)),
+        prompt=prompt,
         device=device,
         beam_size=args.beam_size,
         penalty=args.penalty,
@@ -198,30 +293,59 @@ def inference(args: argparse.Namespace) -> int:
         normalize_length=args.normalize_length,
         mask_dir=args.mask_dir,
     )
-    loader = USLUTask.build_streaming_iterator(
-        args.data_path_and_name_and_type,
-        dtype=args.dtype,
-        batch_size=1,
-        key_file=args.key_file,
-        num_workers=args.num_workers,
-        preprocess_fn=None,
-        collate_fn=USLUTask.build_collate_fn(speech2text.train_args, False),
-        allow_variable_data_keys=args.allow_variable_data_keys,
-        inference=True,
-    )
-    n = 0
+    # Random access by key: an unreadable utterance fails alone.
+    dataset = ESPnetDataset(args.data_path_and_name_and_type, float_dtype=args.dtype)
+    n, failed, pending = 0, [], []
     with DatadirWriter(args.output_dir) as writer:
-        for keys, batch in tqdm(loader, desc=f"decode {args.task}", mininterval=5):
-            speech = batch["speech"][0, : int(batch["speech_lengths"][0])]
-            for rank, (text, tokens, ids, score) in enumerate(speech2text(speech), 1):
-                w = writer[f"{rank}best_recog"]
-                w["token"][keys[0]] = " ".join(tokens)
-                w["token_int"][keys[0]] = " ".join(map(str, ids))
-                w["score"][keys[0]] = str(score)
-                w["text"][keys[0]] = text
-            n += 1
+
+        def flush():
+            nonlocal n
+            for key, results in _decode(speech2text, pending, failed):
+                for rank, (text, tokens, ids, score) in enumerate(results, 1):
+                    w = writer[f"{rank}best_recog"]
+                    w["token"][key] = " ".join(tokens)
+                    w["token_int"][key] = " ".join(map(str, ids))
+                    w["score"][key] = str(score)
+                    w["text"][key] = text
+                n += 1
+            pending.clear()
+
+        for task, keys in groups.items():
+            try:
+                speech2text.set_task(task, prompt)
+            except InputError as e:
+                raise InputError(f"{args.utt2task or '--task'}: {e}") from None
+            for key in tqdm(keys, desc=f"decode {task}", mininterval=5):
+                try:
+                    speech = speech2text.check_speech(dataset[key][1]["speech"])
+                except Exception as e:  # noqa: B902 - reported as the utterance's error
+                    _report(key, e, failed)
+                    continue
+                pending.append((key, speech))
+                if len(pending) == args.batch_size:
+                    flush()
+            flush()
+    failed_file = Path(args.output_dir) / "failed_keys"
+    if failed:
+        atomic_write_text(failed_file, "".join(f"{k}\n" for k in failed))
+    elif failed_file.exists():
+        failed_file.unlink()
     logging.info(f"decoded {n} utterances into {args.output_dir}")
-    return n
+    return n, failed
+
+
+def run(args: argparse.Namespace) -> None:
+    """Decode every job; exit with status 1 if any utterance failed."""
+    failed = []
+    for job in decode_jobs(args):
+        failed += inference(job)[1]
+    if failed:
+        print(
+            f"ERROR: {len(failed)} utterance(s) failed (listed in failed_keys of "
+            "their output directory); the others were decoded",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
@@ -231,7 +355,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         level=args.log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
-    exit_on_input_error(lambda: [inference(job) for job in decode_jobs(args)])
+    exit_on_input_error(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -2,16 +2,24 @@
 
 import os
 import re
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from espnet2.legacy.nets.batch_beam_search import BatchBeamSearch
 from espnet2.legacy.nets.scorers.length_bonus import LengthBonus
+from torch.nn.utils.rnn import pad_sequence
 from typeguard import typechecked
+from whisper.audio import N_FFT
 
+from espnet_pruning.errors import DataError, InputError
+from espnet_pruning.pruning.switch import TaskSwitcher
 from espnet_pruning.tasks.uslu import USLUTask
+from espnet_pruning.whisper.beam_search import WhisperBeamSearch
+from espnet_pruning.whisper.decoder import FullPrefixScorer
 from espnet_pruning.whisper.tokenizer import NO_TIMESTAMPS, SOT, WhisperTokenizer
+
+#: One decoded hypothesis: ``(text, tokens, token_ids, score)``.
+Result = Tuple[str, List[str], List[int], float]
 
 #: Prompt-like tokens (``<|…|>``) never reach a hypothesis text.
 _PROMPT_TOKEN = re.compile(r"^<\|[^|]*\|>$")
@@ -21,7 +29,12 @@ class Speech2Text:
     """Decode speech with a UniverSLU model and one task's prompt.
 
     The beam search is primed with ``<|startoftranscript|> <prompt> <|notimestamps|>`` as in
-    training; hypotheses exclude the primer and any other ``<|…|>`` token.
+    training; hypotheses exclude the primer and any other ``<|…|>`` token. The output
+    length never exceeds Whisper's text context minus the primer
+    (:class:`~espnet_pruning.whisper.beam_search.WhisperBeamSearch`). The decoder caches
+    the prefix's keys/values and the encoder memory in the beam-search states;
+    :meth:`decode_batch` decodes several utterances together with the same result as
+    one at a time.
 
     Args:
         train_config: ``config.yaml`` of the training run.
@@ -37,6 +50,11 @@ class Speech2Text:
         normalize_length: Rank ended hypotheses by length-normalised score.
         mask_dir: Mask set to decode the task's subnetwork with (overrides the one in
             ``train_config``, if any).
+        prompt: Prompt tokens for a task not in the run's specifiers (see
+            :meth:`set_task`).
+        kv_cache: False: score every step by running the whole prefix again
+            (:class:`~espnet_pruning.whisper.decoder.FullPrefixScorer`; same result,
+            slower; the reference for tests and benchmarks).
     """
 
     @typechecked
@@ -53,6 +71,8 @@ class Speech2Text:
         nbest: int = 1,
         normalize_length: bool = False,
         mask_dir: Optional[Union[str, os.PathLike]] = None,
+        kv_cache: bool = True,
+        prompt: Optional[str] = None,
     ):
         model, train_args = USLUTask.build_model_from_file(
             train_config, model_file, device
@@ -61,22 +81,22 @@ class Speech2Text:
             from espnet_pruning.pruning.storage import load_masks
 
             model.attach_masks(load_masks(mask_dir))
+        # A task's subnetwork m ⊙ θ is written into the weights (dense speed); the
+        # switcher keeps θ so that set_task can switch in one pass.
+        self.switcher = None
         if model.masks is not None:
-            # Decode the task's subnetwork: m ⊙ W materialised once, then dense speed.
-            model.bake_task(task)
+            masks = model.masks
+            model.detach_masks()
+            self.switcher = TaskSwitcher(model, masks)
         self.model = model.eval()
         self.train_args = train_args
-        self.spec = USLUTask.task_registry(train_args)[task]
+        self.registry = USLUTask.task_registry(train_args)
         self.tokenizer = WhisperTokenizer(model.token_list)
-        t2i = self.tokenizer.token2id
-        self.primer = (
-            [t2i[SOT]]
-            + self.tokenizer.tokens2ids(self.spec.prompt)
-            + [t2i[NO_TIMESTAMPS]]
-        )
         vocab = len(model.token_list)
-        self.beam_search = BatchBeamSearch(
-            scorers=dict(decoder=model.decoder, length_bonus=LengthBonus(vocab)),
+        decoder = model.decoder if kv_cache else FullPrefixScorer(model.decoder)
+        self.beam_search = WhisperBeamSearch(
+            n_text_ctx=model.decoder.n_text_ctx,
+            scorers=dict(decoder=decoder, length_bonus=LengthBonus(vocab)),
             weights=dict(decoder=1.0, length_bonus=penalty),
             beam_size=beam_size,
             vocab_size=vocab,
@@ -84,7 +104,7 @@ class Speech2Text:
             eos=model.eos,
             token_list=None,
             pre_beam_score_key="full",
-            hyp_primer=self.primer,
+            hyp_primer=None,
             normalize_length=normalize_length,
         ).to(device)
         self.beam_search.eval()
@@ -92,30 +112,120 @@ class Speech2Text:
         self.maxlenratio = maxlenratio
         self.minlenratio = minlenratio
         self.nbest = nbest
+        self.set_task(task, prompt)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        packed: Union[str, os.PathLike],
+        task: str,
+        prompt: Optional[str] = None,
+        cache_dir: Optional[Union[str, os.PathLike]] = None,
+        **kwargs,
+    ) -> "Speech2Text":
+        """Decode with a packed system (``uslu_pack``): a zip or its unpacked directory.
+
+        The archive's checksums are verified; its mask set (if any) gives each task its
+        subnetwork.
+
+        Args:
+            packed: The zip, or a directory it was unpacked into.
+            task: Task to decode (see :meth:`set_task`; any name with ``prompt``).
+            prompt: Prompt tokens for a task not in the system's specifiers.
+            cache_dir: Where a zip is unpacked (default: beside it).
+            **kwargs: Further options of :class:`Speech2Text` (``beam_size``, …).
+
+        Raises:
+            PackError: Missing or corrupt archive.
+        """
+        from espnet_pruning.uslu.packing import unpack_system
+
+        files = unpack_system(packed, cache_dir)
+        return cls(
+            files["train_config"],
+            files["model_file"],
+            task,
+            mask_dir=files.get("mask_dir"),
+            prompt=prompt,
+            **kwargs,
+        )
+
+    def set_task(self, task: str, prompt: Optional[str] = None) -> None:
+        """Decode with ``task``'s prompt and subnetwork from now on.
+
+        Switching costs one pass over the masked weights (``m_task ⊙ θ`` written into
+        the parameters) and nothing without a mask set.
+
+        Args:
+            task: A task of the run's specifiers, or any name together with ``prompt``.
+            prompt: Prompt tokens, e.g. ``"<|en|> <|ic|> <|slurp|>"`` (overrides the
+                task's); the subnetwork is the task's mask if the mask set has one,
+                else the dense model.
+
+        Raises:
+            InputError: Unknown task without a prompt, or a prompt token not in the
+                token list.
+        """
+        if prompt is None:
+            tokens = self.registry[task].prompt  # an unknown task is an error
+        else:
+            tokens = prompt.split()
+        try:
+            ids = self.tokenizer.tokens2ids(tokens)
+        except KeyError as e:
+            raise InputError(f"prompt of {task}: {e.args[0]}") from None
+        t2i = self.tokenizer.token2id
+        self.beam_search.set_hyp_primer([t2i[SOT]] + ids + [t2i[NO_TIMESTAMPS]])
+        self.primer = self.beam_search.hyp_primer
+        self.task = task
+        if self.switcher is not None:
+            self.switcher.switch(task)
 
     def hypothesis_ids(self, yseq: List[int]) -> List[int]:
         """Token ids of a hypothesis without primer, end token and prompt-like tokens."""
         ids = [i for i in yseq[len(self.primer) :] if i != self.model.eos]
         return [i for i in ids if not _PROMPT_TOKEN.match(self.tokenizer.token_list[i])]
 
-    @torch.no_grad()
-    def __call__(
-        self, speech: Union[np.ndarray, torch.Tensor]
-    ) -> List[Tuple[str, List[str], List[int], float]]:
-        """Decode one utterance.
+    def check_speech(self, speech: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
+        """The waveform as a float tensor (T,), or a clear error for unusable audio.
 
-        Args:
-            speech: Waveform (T,) at 16 kHz.
-
-        Returns:
-            Up to ``nbest`` tuples ``(text, tokens, token_ids, score)``.
+        Raises:
+            DataError: Not one channel, too short for one STFT frame, or not finite.
         """
-        speech = torch.as_tensor(speech, dtype=torch.float32).reshape(1, -1)
-        lengths = torch.tensor([speech.size(1)])
-        enc, _ = self.model.encode(speech.to(self.device), lengths.to(self.device))
-        hyps = self.beam_search(
-            x=enc[0], maxlenratio=self.maxlenratio, minlenratio=self.minlenratio
-        )
+        speech = torch.as_tensor(speech, dtype=torch.float32)
+        if speech.dim() == 2 and 1 in speech.shape:
+            speech = speech.reshape(-1)
+        if speech.dim() != 1:
+            raise DataError(
+                f"audio of shape {tuple(speech.shape)}: expected one channel"
+            )
+        if speech.numel() <= N_FFT // 2 and not self.model.encoder.do_pad_trim:
+            raise DataError(
+                f"audio of {speech.numel()} samples: Whisper's features need more "
+                f"than {N_FFT // 2}"
+            )
+        if not bool(torch.isfinite(speech).all()):
+            raise DataError("audio has NaN or infinite samples")
+        return speech
+
+    def _encode(self, speeches: List[torch.Tensor]) -> List[torch.Tensor]:
+        # Whisper's encoder attends to every frame, so utterances of different
+        # lengths are encoded one by one (a padded batch would change the states);
+        # padded to 30 s (do_pad_trim) they have one length and go together.
+        device = self.device
+        if self.model.encoder.do_pad_trim and len(speeches) > 1:
+            lengths = torch.tensor([s.numel() for s in speeches])
+            batch = pad_sequence(speeches, batch_first=True).to(device)
+            enc, enc_lens = self.model.encode(batch, lengths.to(device))
+            return [e[: int(n)] for e, n in zip(enc, enc_lens)]
+        return [
+            self.model.encode(
+                s.reshape(1, -1).to(device), torch.tensor([s.numel()], device=device)
+            )[0][0]
+            for s in speeches
+        ]
+
+    def _results(self, hyps) -> List[Result]:
         results = []
         for hyp in hyps[: self.nbest]:
             ids = self.hypothesis_ids(hyp.yseq.tolist())
@@ -124,3 +234,39 @@ class Speech2Text:
                 (self.tokenizer.tokens2text(tokens), tokens, ids, float(hyp.score))
             )
         return results
+
+    @torch.no_grad()
+    def decode_batch(
+        self, speeches: Sequence[Union[np.ndarray, torch.Tensor]]
+    ) -> List[List[Result]]:
+        """Decode several utterances in one beam search (same result as one by one).
+
+        Args:
+            speeches: Waveforms (T,) at 16 kHz.
+
+        Returns:
+            Per utterance, up to ``nbest`` tuples ``(text, tokens, token_ids, score)``.
+
+        Raises:
+            DataError: For unusable audio (:meth:`check_speech`).
+        """
+        speeches = [self.check_speech(s) for s in speeches]
+        encs = self._encode(speeches)
+        kwargs = dict(maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
+        if len(encs) == 1:
+            return [self._results(self.beam_search(x=encs[0], **kwargs))]
+        lengths = torch.tensor([e.size(0) for e in encs], device=encs[0].device)
+        x = pad_sequence(encs, batch_first=True)
+        nbests = self.beam_search(x=x, x_lengths=lengths, **kwargs)
+        return [self._results(hyps) for hyps in nbests]
+
+    def __call__(self, speech: Union[np.ndarray, torch.Tensor]) -> List[Result]:
+        """Decode one utterance.
+
+        Args:
+            speech: Waveform (T,) at 16 kHz.
+
+        Returns:
+            Up to ``nbest`` tuples ``(text, tokens, token_ids, score)``.
+        """
+        return self.decode_batch([speech])[0]

@@ -2,9 +2,10 @@
 
 import pytest
 from conftest import run_module
+from tiny import masked_model_args
 
 
-def decode(exp, data, out, task, *extra):
+def decode(exp, data, out, task, *extra, check=True):
     return run_module(
         "espnet_pruning.bin.uslu_inference",
         "--task",
@@ -18,6 +19,7 @@ def decode(exp, data, out, task, *extra):
         "--output_dir",
         str(out),
         *extra,
+        check=check,
     )
 
 
@@ -138,3 +140,110 @@ def test_malformed_decode_set_is_a_clear_error(tmp_path, item, message):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("ERROR: ")
     assert message in proc.stderr
+
+
+def test_bad_utterances_are_reported_and_the_others_decoded(
+    tiny_trained, tiny_data, tmp_path
+):
+    """An empty and a missing recording: one ERROR line each, the rest decoded in
+    batches of 4 exactly as one by one, failed_keys written, exit status 1."""
+    import numpy as np
+    import soundfile as sf
+
+    from espnet_pruning.bin import uslu_inference
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
+    lines = open(tiny_data / "valid" / "wav.scp").read().splitlines()
+    lines += [f"zz-empty {tmp_path / 'empty.wav'}", f"zz-gone {tmp_path / 'gone.wav'}"]
+    lines.insert(2, f"a-empty {tmp_path / 'empty.wav'}")
+    (data / "wav.scp").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "decode"
+    proc = decode(
+        tiny_trained,
+        data,
+        out,
+        "er_iemocap",
+        "--batch_size",
+        "4",
+        "--maxlenratio",
+        "-4",
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 4 and "Traceback" not in proc.stderr
+    assert errors[0].startswith("ERROR: a-empty: audio of 0 samples")
+    assert errors[1].startswith("ERROR: zz-empty: audio of 0 samples")
+    assert errors[2].startswith("ERROR: zz-gone: ") and "gone.wav" in errors[2]
+    assert errors[3].startswith("ERROR: 3 utterance(s) failed")
+    assert (out / "failed_keys").read_text().split() == [
+        "a-empty",
+        "zz-empty",
+        "zz-gone",
+    ]
+    one_by_one = tmp_path / "one"
+    uslu_inference.main(  # in process: the reference needs no second interpreter
+        [
+            "--task",
+            "er_iemocap",
+            "--train_config",
+            str(tiny_trained / "config.yaml"),
+            "--model_file",
+            str(tiny_trained / "valid.loss.best.pth"),
+            "--data_path_and_name_and_type",
+            f"{tiny_data / 'valid'}/wav.scp,speech,sound",
+            "--output_dir",
+            str(one_by_one),
+            "--maxlenratio",
+            "-4",
+        ]
+    )
+    for name in ("text", "token_int"):
+        assert read(out / "1best_recog" / name) == read(
+            one_by_one / "1best_recog" / name
+        )
+
+
+def test_a_set_mixing_tasks_decodes_each_with_its_own_prompt_and_mask(
+    tiny_trained, tiny_data, tiny_er_masks, tmp_path
+):
+    """--utt2task: one process, one model, every utterance with its task's subnetwork."""
+    import soundfile as sf
+
+    from espnet_pruning.bin import uslu_inference
+    from espnet_pruning.uslu.speech2text import Speech2Text
+
+    valid = tiny_data / "valid"
+    out = tmp_path / "mixed"
+    uslu_inference.main(
+        [
+            "--utt2task",
+            str(valid / "utt2category"),
+            *masked_model_args(tiny_trained, tiny_er_masks),
+            "--data_path_and_name_and_type",
+            f"{valid}/wav.scp,speech,sound",
+            "--output_dir",
+            str(out),
+            "--batch_size",
+            "2",
+            "--maxlenratio",
+            "-5",
+        ]
+    )
+    hyps = read(out / "1best_recog" / "token_int")
+    utt2task = read(valid / "utt2category")
+    wavs = read(valid / "wav.scp")
+    assert set(hyps) == set(utt2task) and len(set(utt2task.values())) == 3
+    for task in set(utt2task.values()):
+        alone = Speech2Text(
+            tiny_trained / "config.yaml",
+            tiny_trained / "valid.loss.best.pth",
+            task,
+            maxlenratio=-5,
+            mask_dir=tiny_er_masks,
+        )
+        for key in [k for k, t in utt2task.items() if t == task]:
+            ids = alone(sf.read(wavs[key], dtype="float32")[0])[0][2]
+            assert hyps[key] == " ".join(map(str, ids)), key

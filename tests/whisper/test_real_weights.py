@@ -5,24 +5,21 @@ the espnet source distribution that ``make -C tools`` fetches
 (``egs2/mini_an4/asr1/downloads.tar.gz``, NIST sphere, 16 kHz).
 """
 
-import io
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 import whisper
+from an4 import SDIST, an4_recordings
 from whisper.audio import log_mel_spectrogram, pad_or_trim
 
 from espnet_pruning.whisper.decoder import WhisperDecoder
 from espnet_pruning.whisper.encoder import WhisperEncoder
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
-BASE = TOOLS / "downloads" / "whisper" / "base.pt"
-SDIST = TOOLS / "downloads" / "espnet-202611.tar.gz"
-AN4 = "espnet-202611/egs2/mini_an4/asr1/downloads.tar.gz"
+BASE = (
+    Path(__file__).resolve().parents[2] / "tools" / "downloads" / "whisper" / "base.pt"
+)
 #: ``<|startoftranscript|> <|en|> <|transcribe|> <|notimestamps|>``
 PROMPT = [50258, 50259, 50359, 50363]
 EOT = 50257
@@ -31,21 +28,6 @@ pytestmark = pytest.mark.skipif(
     not (BASE.is_file() and SDIST.is_file()),
     reason=f"needs {BASE} (make -C tools whisper-base) and {SDIST} (make -C tools)",
 )
-
-
-def an4_recordings():
-    """The AN4 ``.sph`` recordings of the espnet sdist as float32 arrays, by file name."""
-    with tarfile.open(SDIST) as sdist:
-        inner = sdist.extractfile(AN4).read()
-    out = {}
-    with tarfile.open(fileobj=io.BytesIO(inner)) as an4:
-        for member in sorted(an4.getmembers(), key=lambda m: m.name):
-            if member.name.endswith(".sph"):
-                data = an4.extractfile(member).read()
-                audio, rate = soundfile.read(io.BytesIO(data), dtype="float32")
-                assert rate == 16000
-                out[Path(member.name).name] = audio
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,11 @@
 #                                 encoder linear layers only → exp/continual_<run>/<system>/
 #  16  forgetting curves          every checkpoint (each K steps) decoded on every test set
 #  17  report                     before/after table, curves (CSV/JSON/PNG) in RESULTS.md
+# Shipping:
+#  18  pack                       each multi-task pruned system as one ESPnet zip (config, model,
+#                                 mask set, task specifiers, RESULTS.md, figures; checksummed) →
+#                                 exp/packed/uslu_multitask_q<Q>.zip; decode it with
+#                                 Speech2Text.from_pretrained(zip, task=...)
 set -euo pipefail
 # Cluster: cmd_backend=slurm in cmd.sh sends every job below through ESPnet's utils/slurm.pl
 # (conf/slurm.conf; --ngpu N becomes --gpu N there). Independent trainings (stages 10, 11,
@@ -38,9 +43,10 @@ SECONDS=0
 
 # General
 stage=1
-stop_stage=17
+stop_stage=18
 nj=4                  # parallel jobs of data formatting
 inference_nj=4        # parallel decoding jobs per test set
+inference_batch_size=8   # utterances per beam search when decoding (results equal batch 1)
 ngpu=0                # GPUs for training (0: CPU)
 train_threads=1       # CPU threads of a training job (path.sh sets 1 for every other job)
 task_nj=""            # independent training jobs at once (stages 10, 11, 15); default: 1
@@ -299,7 +305,7 @@ run_decode() {  # $1: log dir; decodes the items added since the last call
     log "  ${#decode_dirs[@]} set(s) in ${inference_nj} job(s) (log: ${logdir}/decode.*.log)"
     ${_cmd} JOB=1:"${inference_nj}" "${logdir}/decode.JOB.log" \
         ${python} -m espnet_pruning.bin.uslu_inference --ngpu "${_ngpu}" \
-            "${decode_items[@]}" ${inference_args}
+            --batch_size "${inference_batch_size}" "${decode_items[@]}" ${inference_args}
     for dir in "${decode_dirs[@]}"; do
         mkdir -p "${dir}/1best_recog"
         for f in text token token_int score; do
@@ -648,6 +654,21 @@ if [ ${stage} -le 17 ] && [ ${stop_stage} -ge 17 ] && [ -n "${cl_runs}" ]; then
       [ -f "${expdir}/pruning_table2.md" ] && { echo; cat "${expdir}/pruning_table2.md"; }
       echo; cat "${expdir}/continual.md"; } > "${results_file}.tmp"
     mv "${results_file}.tmp" "${results_file}"
+fi
+
+if [ ${stage} -le 18 ] && [ ${stop_stage} -ge 18 ]; then
+    log "Stage 18: packing the multi-task pruned systems"
+    _opts=""
+    [ -f "${results_file}" ] && _opts+=" --option ${results_file}"
+    [ -d "${figures_dir}" ] && _opts+=" --option ${figures_dir}"
+    for q in ${prune_levels}; do
+        _zip="${expdir}/packed/uslu_multitask_q${q}.zip"
+        if [ -f "${_zip}" ]; then log "  ${_zip} done, skipped"; continue; fi
+        ${python} -m espnet_pruning.bin.uslu_pack \
+            --train_config "$(masked_exp multitask "${q}")/config.yaml" \
+            --model_file "$(masked_exp multitask "${q}")/${masked_inference_model}" \
+            --mask_dir "$(masks_of task_specific "${q}")" ${_opts} --outpath "${_zip}"
+    done
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Export one task's subnetwork ``m_T ⊙ θ`` of a trained UniverSLU model.
+
+Written into ``--output_dir`` (each atomically):
+    whisper.pt      openai-whisper checkpoint (``whisper.load_model`` loads it; decode with
+                    the task's prompt after ``<|startoftranscript|>``, see prompt.txt)
+    prompt.txt      the task's prompt tokens
+    config.yaml     the training config without masks and without the Whisper file it
+    model.pth       was built from (dims inline): ``uslu_inference --train_config
+                    config.yaml --model_file model.pth --task T`` decodes the subnetwork
+                    with no mask set
+    model.sparse    the same weights with every masked tensor as 1 bit per weight plus the
+                    kept values (:mod:`espnet_pruning.pruning.sparse`); load it with
+                    ``load_sparse_state``
+
+Without a mask set (``--mask_dir`` or the training config's) the dense model is exported.
+
+Example:
+    python -m espnet_pruning.bin.uslu_export --task ic_slurp \\
+        --train_config exp/uslu/config.yaml --model_file exp/uslu/valid.acc.best.pth \\
+        --mask_dir exp/masks/multi_task/q2 --output_dir exp/export/ic_slurp
+"""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Union
+
+import torch
+import yaml
+from typeguard import typechecked
+
+from espnet_pruning.bin.cli import run_logged
+from espnet_pruning.errors import InputError
+from espnet_pruning.fileio import atomic_open, atomic_write_text
+from espnet_pruning.pruning.sparse import save_sparse_state
+from espnet_pruning.tasks.uslu import USLUTask
+from espnet_pruning.uslu.packing import model_dims, self_contained_config
+from espnet_pruning.whisper.openai_format import (
+    save_whisper_checkpoint,
+    whisper_state_from_espnet,
+)
+
+FORMATS = ("whisper", "espnet", "sparse")
+DTYPES = {"fp32": None, "fp16": torch.float16}
+
+
+def _read_yaml(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+@typechecked
+def export_task(
+    train_config: Union[str, Path],
+    model_file: Union[str, Path],
+    task: str,
+    output_dir: Union[str, Path],
+    mask_dir: Optional[Union[str, Path]] = None,
+    formats: Sequence[str] = FORMATS,
+    whisper_dtype: Optional[torch.dtype] = None,
+) -> Dict[str, Path]:
+    """Write task ``task``'s subnetwork in the given formats; returns the files by format.
+
+    Raises:
+        InputError: Unknown task or format, no mask for the task, unreadable files.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise InputError(f"unknown export format(s) {unknown}; choose from {FORMATS}")
+    train_config, output_dir = Path(train_config), Path(output_dir)
+    model, train_args = USLUTask.build_model_from_file(train_config, model_file, "cpu")
+    spec = USLUTask.task_registry(train_args)[task]  # an unknown task is an error
+    if mask_dir is not None:
+        from espnet_pruning.pruning.storage import load_masks
+
+        model.attach_masks(load_masks(mask_dir))
+    masks = None
+    if model.masks is not None:
+        masks = {n: m.clone() for n, m in model.task_mask(task, "cpu").items()}
+        model.bake_task(task)
+    else:
+        logging.warning(f"no mask set: exporting the dense model for {task}")
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    dims = model_dims(model)
+    out: Dict[str, Path] = {}
+    if "whisper" in formats:
+        out["whisper"] = output_dir / "whisper.pt"
+        save_whisper_checkpoint(
+            out["whisper"], dims, whisper_state_from_espnet(state), whisper_dtype
+        )
+        atomic_write_text(output_dir / "prompt.txt", " ".join(spec.prompt) + "\n")
+    if "espnet" in formats:
+        out["espnet"] = output_dir / "model.pth"
+        with atomic_open(out["espnet"], binary=True) as f:
+            torch.save(state, f)
+        atomic_write_text(
+            output_dir / "config.yaml",
+            yaml.safe_dump(
+                self_contained_config(_read_yaml(train_config), dims), sort_keys=False
+            ),
+        )
+    if "sparse" in formats:
+        out["sparse"] = save_sparse_state(output_dir / "model.sparse", state, masks)
+    for name, path in out.items():
+        logging.info(f"{task}: {name} → {path} ({path.stat().st_size} bytes)")
+    return out
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--task", required=True, help="task whose subnetwork to export")
+    parser.add_argument("--train_config", required=True, type=Path)
+    parser.add_argument("--model_file", required=True, type=Path)
+    parser.add_argument("--mask_dir", type=Path, default=None, help="mask set")
+    parser.add_argument("--output_dir", required=True, type=Path)
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        choices=FORMATS,
+        default=list(FORMATS),
+        help="what to write",
+    )
+    parser.add_argument(
+        "--whisper_dtype",
+        choices=tuple(DTYPES),
+        default="fp32",
+        help="dtype of whisper.pt (OpenAI's releases are fp16)",
+    )
+    return parser
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    """Entry point; bad input ends with one ``ERROR:`` line and exit status 1."""
+    args = get_parser().parse_args(cmd)
+    run_logged(
+        lambda: export_task(
+            args.train_config,
+            args.model_file,
+            args.task,
+            args.output_dir,
+            mask_dir=args.mask_dir,
+            formats=args.formats,
+            whisper_dtype=DTYPES[args.whisper_dtype],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

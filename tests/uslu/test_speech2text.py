@@ -1,0 +1,86 @@
+"""Speech2Text on a trained tiny model: the cached decoder gives today's token ids (greedy
+and beam 4, dense and with a task mask), batches equal one-by-one, bad audio is an error.
+"""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from espnet_pruning.errors import DataError, InputError
+from espnet_pruning.uslu.speech2text import Speech2Text
+
+
+@pytest.fixture(scope="module")
+def speeches(tiny_data):
+    lines = (tiny_data / "valid" / "wav.scp").read_text().splitlines()
+    return [sf.read(line.split()[1], dtype="float32")[0] for line in lines]
+
+
+def s2t(exp, **kwargs):
+    return Speech2Text(
+        exp / "config.yaml",
+        exp / "valid.loss.best.pth",
+        kwargs.pop("task", "er_iemocap"),
+        maxlenratio=-6,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+@pytest.mark.parametrize("masked", [False, True])
+def test_cached_decoder_gives_todays_token_ids(
+    tiny_trained, tiny_er_masks, speeches, beam, masked
+):
+    opts = dict(beam_size=beam, nbest=beam, mask_dir=tiny_er_masks if masked else None)
+    new, old = s2t(tiny_trained, **opts), s2t(tiny_trained, kv_cache=False, **opts)
+    batched = new.decode_batch(speeches)
+    for speech, got_batched in zip(speeches, batched):
+        ref, got = old(speech), new(speech)
+        assert [r[2] for r in ref] == [g[2] for g in got] == [b[2] for b in got_batched]
+        assert [g[3] for g in got] == pytest.approx([r[3] for r in ref], abs=1e-4)
+    texts = [r[0][0] for r in batched]
+    assert len(texts) == len(speeches) == 6
+    if not masked:  # not vacuous: the tiny model writes its emotion labels
+        assert {t.split()[0] for t in texts} == {"em:hap", "em:sad"}
+
+
+def test_unusable_audio_is_a_data_error(tiny_trained):
+    decoder = s2t(tiny_trained)
+    for audio, message in (
+        (np.zeros(0, np.float32), "0 samples"),
+        (np.zeros(150, np.float32), "150 samples"),
+        (np.full(8000, np.nan, np.float32), "NaN"),
+        (np.zeros((8000, 2), np.float32), "one channel"),
+    ):
+        with pytest.raises(DataError, match=message):
+            decoder(audio)
+    assert decoder(torch.zeros(8000))  # silence is fine
+
+
+def test_one_model_serves_every_task(tiny_trained, tiny_er_masks, speeches):
+    """set_task switches prompt and subnetwork: the same results as a model loaded for
+    that task, and back to ER's weights m ⊙ θ exactly."""
+    shared = s2t(tiny_trained, mask_dir=tiny_er_masks)
+    er_weights = {k: v.clone() for k, v in shared.model.state_dict().items()}
+    er = [shared(s) for s in speeches]
+    shared.set_task("asr_librispeech")
+    fresh = s2t(tiny_trained, task="asr_librispeech", mask_dir=tiny_er_masks)
+    assert [shared(s) for s in speeches] == [fresh(s) for s in speeches]
+    # ASR's mask is dense: the weights ER's mask prunes are back
+    assert not all(
+        torch.equal(v, fresh.model.state_dict()[k]) for k, v in er_weights.items()
+    )
+    shared.set_task("er_iemocap")
+    assert [shared(s) for s in speeches] == er
+    for k, v in shared.model.state_dict().items():
+        assert torch.equal(v, er_weights[k]), k
+
+
+def test_a_raw_prompt_decodes_a_task_outside_the_specifiers(tiny_trained, speeches):
+    named = s2t(tiny_trained)
+    raw = s2t(tiny_trained, task="my_er", prompt="<|en|> <|er|> <|iemocap|>")
+    assert raw.primer == named.primer
+    assert [raw(s) for s in speeches] == [named(s) for s in speeches]
+    with pytest.raises(InputError, match="not in the token list"):
+        raw.set_task("other", prompt="<|en|> <|nosuchtask|>")
