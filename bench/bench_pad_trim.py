@@ -26,6 +26,7 @@ import soundfile
 import torch
 
 from espnet_pruning.fileio import read_kaldi_map
+from espnet_pruning.whisper.beam_search import greedy_search
 from espnet_pruning.whisper.decoder import WhisperDecoder
 from espnet_pruning.whisper.encoder import WhisperEncoder
 
@@ -41,17 +42,6 @@ EOT = 50257
 
 def normalise(text: str) -> list:
     return re.sub(r"[^A-Z0-9' ]", " ", text.upper()).split()
-
-
-def greedy(decoder, memory, max_tokens=60):
-    ys = torch.tensor([PROMPT])
-    for _ in range(max_tokens):
-        logits, _ = decoder(memory, None, ys, None)
-        token = int(logits[0, -1].argmax())
-        if token == EOT:
-            break
-        ys = torch.cat([ys, torch.tensor([[token]])], dim=1)
-    return ys[0, len(PROMPT) :].tolist()
 
 
 def main() -> None:
@@ -98,7 +88,9 @@ def main() -> None:
             for u in uids:
                 wav = audio[u]
                 enc, _, _ = encoder(wav[None], torch.tensor([wav.numel()]))
-                hyp = normalise(tokenizer.decode(greedy(decoder, enc)))
+                hyp = normalise(
+                    tokenizer.decode(greedy_search(decoder, enc[0], PROMPT, EOT, 60))
+                )
                 ref = normalise(texts[u])
                 errors += editdistance.eval(hyp, ref)
                 words += len(ref)

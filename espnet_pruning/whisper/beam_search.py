@@ -10,11 +10,14 @@ maximum length: ``<|endoftext|>`` is appended and it is ranked by its score with
 others.
 """
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+import torch
 from espnet2.legacy.nets.batch_beam_search import BatchBeamSearch
+from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
+from espnet_pruning.whisper.decoder import WhisperDecoder
 
 
 class WhisperBeamSearch(BatchBeamSearch):
@@ -62,3 +65,43 @@ class WhisperBeamSearch(BatchBeamSearch):
         # A hypothesis ended at the bound must still count as long enough.
         minlens = [min(m, n - 1) for m, n in zip(minlens, maxlens)]
         return maxlens, minlens
+
+
+@typechecked
+def greedy_search(
+    decoder: WhisperDecoder,
+    memory: torch.Tensor,
+    primer: Sequence[int],
+    eos: int,
+    max_tokens: int = 224,
+) -> List[int]:
+    """Greedy decoding of one utterance with the cached decoder (beam search of width 1).
+
+    What a recipe's ``beam_size: 1`` runs, without a trained model's configuration: e.g.
+    the zero-shot decoding of a pretrained Whisper with its own prompt.
+
+    Args:
+        decoder: The decoder.
+        memory: Encoder output of one utterance (T, D).
+        primer: Tokens before the output (``<|startoftranscript|> … <|notimestamps|>``).
+        eos: End token (``<|endoftext|>``).
+        max_tokens: Most output tokens (openai-whisper samples at most 224).
+
+    Returns:
+        The output token ids, without the primer and the end token.
+    """
+    search = WhisperBeamSearch(
+        n_text_ctx=decoder.n_text_ctx,
+        scorers=dict(decoder=decoder),
+        weights=dict(decoder=1.0),
+        beam_size=1,
+        vocab_size=decoder.decoders.token_embedding.num_embeddings,
+        sos=primer[0],
+        eos=eos,
+        token_list=None,
+        pre_beam_score_key="full",
+        hyp_primer=list(primer),
+    )
+    hyps = search(x=memory, maxlenratio=-float(max_tokens), minlenratio=0.0)
+    ids = hyps[0].yseq.tolist()[len(primer) :]
+    return ids[:-1] if ids and ids[-1] == eos else ids

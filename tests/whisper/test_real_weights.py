@@ -14,6 +14,7 @@ import whisper
 from an4 import SDIST, an4_recordings
 from whisper.audio import log_mel_spectrogram, pad_or_trim
 
+from espnet_pruning.whisper.beam_search import greedy_search
 from espnet_pruning.whisper.decoder import WhisperDecoder
 from espnet_pruning.whisper.encoder import WhisperEncoder
 
@@ -45,18 +46,6 @@ def models():
     return reference, encoder, decoder
 
 
-def greedy(decoder, memory, max_tokens=224):
-    """Greedy decoding with our decoder's teacher-forced logits (argmax until EOT)."""
-    ys = torch.tensor([PROMPT])
-    for _ in range(max_tokens):
-        logits, _ = decoder(memory, None, ys, None)
-        token = int(logits[0, -1].argmax())
-        if token == EOT:
-            break
-        ys = torch.cat([ys, torch.tensor([[token]])], dim=1)
-    return ys[0, len(PROMPT) :].tolist()
-
-
 def test_an4_has_real_speech(recordings):
     assert len(recordings) == 8
     assert all(a.size >= 11200 and np.abs(a).max() > 0.03 for a in recordings.values())
@@ -82,7 +71,7 @@ def test_log_mel_encoder_and_logits_equal_openai_whisper(recordings, models):
 
 
 @torch.no_grad()
-def test_greedy_ids_equal_whisper_decode(recordings, models):
+def test_greedy_search_ids_equal_whisper_decode(recordings, models):
     reference, encoder, decoder = models
     options = whisper.DecodingOptions(
         language="en", without_timestamps=True, fp16=False
@@ -93,7 +82,7 @@ def test_greedy_ids_equal_whisper_decode(recordings, models):
         mel = log_mel_spectrogram(pad_or_trim(wav))
         result = whisper.decode(reference, mel, options)
         enc, _, _ = encoder(wav[None], torch.tensor([wav.numel()]))
-        assert greedy(decoder, enc) == result.tokens, name
+        assert greedy_search(decoder, enc[0], PROMPT, EOT) == result.tokens, name
         texts.append(result.text)
     # Real speech, really recognised: AN4 is spelled letters and numbers.
     assert sum(bool(t.strip()) for t in texts) == len(texts)
