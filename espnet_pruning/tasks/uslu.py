@@ -23,21 +23,16 @@ from typeguard import typechecked
 from espnet_pruning.errors import DataError
 from espnet_pruning.fileio import read_kaldi_map
 from espnet_pruning.specifiers import TaskRegistry
-from espnet_pruning.train.task_schedule import (
-    TaskBlockSampler,
-    TaskScheduleError,
-    group_batches_by_task,
-)
+from espnet_pruning.train.task_schedule import (TaskBlockSampler,
+                                                TaskScheduleError,
+                                                group_batches_by_task)
 from espnet_pruning.train.trainer import USLUTrainer
 from espnet_pruning.uslu.espnet_model import ESPnetUSLUModel
 from espnet_pruning.uslu.preprocessor import USLUPreprocessor
 from espnet_pruning.whisper.decoder import WhisperDecoder
 from espnet_pruning.whisper.encoder import WhisperEncoder
-from espnet_pruning.whisper.tokenizer import (
-    TokenListError,
-    WhisperTokenizer,
-    read_token_list,
-)
+from espnet_pruning.whisper.tokenizer import (TokenListError, WhisperTokenizer,
+                                              read_token_list)
 
 encoder_choices = ClassChoices(
     "encoder",
@@ -397,6 +392,31 @@ class USLUTask(AbsTask):
         if getattr(args, "update_only", None):
             cls.restrict_trainable(model, args.update_only)
         return model
+
+    @classmethod
+    @typechecked
+    def build_unmasked_model(
+        cls, config_file: Path
+    ) -> Tuple[ESPnetUSLUModel, argparse.Namespace]:
+        """The model a training config builds, without its ``--mask_dir`` masks.
+
+        For checking a mask set against the model (names, shapes, parameter count):
+        the config's own masks may be the ones under test. The weights are the
+        freshly built ones.
+
+        Raises:
+            DataError: If the config file does not exist or is not a mapping.
+        """
+        import yaml
+
+        if not config_file.is_file():
+            raise DataError(f"{config_file}: training config not found")
+        with open(config_file, encoding="utf-8") as f:
+            conf = yaml.safe_load(f)
+        if not isinstance(conf, dict):
+            raise DataError(f"{config_file}: not a training config (a YAML mapping)")
+        args = argparse.Namespace(**dict(conf, mask_dir=None, update_only=None))
+        return cls.build_model(args), args
 
     @staticmethod
     @typechecked

@@ -4,13 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from espnet_pruning.corpora.templates import (
-    PROMPTS,
-    TASKS,
-    TEMPLATE_DIR,
-    TemplateError,
-    Templates,
-)
+from espnet_pruning.corpora.templates import (PROMPTS, TASKS, TEMPLATE_DIR,
+                                              TemplateError, Templates)
 
 T = Templates()
 
