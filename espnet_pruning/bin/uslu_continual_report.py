@@ -45,11 +45,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """Collect, plot and write."""
-    from espnet_pruning.scoring.continual_report import (ContinualSystem,
-                                                         collect_series,
-                                                         format_report)
-    from espnet_pruning.scoring.plots import (plot_forgetting_curves,
-                                              write_series)
+    from espnet_pruning.scoring.continual_report import (
+        ContinualSystem,
+        collect_series,
+        format_report,
+    )
+    from espnet_pruning.scoring.plots import plot_forgetting_curves, write_series
 
     systems = [ContinualSystem.parse(s) for s in args.system]
     rows, tasks = collect_series(systems, args.test_set)

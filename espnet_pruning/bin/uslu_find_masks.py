@@ -47,8 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     """Check the inputs, then run the round."""
     from espnet_pruning.errors import InputError
-    from espnet_pruning.train.find_masks import (FindMasksHparams,
-                                                 find_masks_round)
+    from espnet_pruning.train.find_masks import FindMasksHparams, find_masks_round
 
     if not args.init_param.is_file():
         raise InputError(f"{args.init_param}: θ0 model file not found")

@@ -38,9 +38,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """Build, print and write the table."""
-    from espnet_pruning.scoring.pruning_table import (System, build_table,
-                                                      format_markdown,
-                                                      format_table2)
+    from espnet_pruning.scoring.pruning_table import (
+        System,
+        build_table,
+        format_markdown,
+        format_table2,
+    )
 
     table = build_table(
         args.dense, args.test_set, [System.parse(s) for s in args.system]

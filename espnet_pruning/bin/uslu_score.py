@@ -20,8 +20,7 @@ from typing import Any, Dict, Optional, Sequence
 from typeguard import typechecked
 
 from espnet_pruning.fileio import atomic_write_text
-from espnet_pruning.scoring import (METRICS, MetricResult, ScoringError,
-                                    read_text)
+from espnet_pruning.scoring import METRICS, MetricResult, ScoringError, read_text
 
 RESULT_JSON = "result.json"
 

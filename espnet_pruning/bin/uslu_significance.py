@@ -120,10 +120,12 @@ def _fmt(x: Optional[float], spec: str) -> str:
 def run(args: argparse.Namespace) -> None:
     """Test every comparison; print and write the results."""
     from espnet_pruning.fileio import atomic_write_text
-    from espnet_pruning.scoring.significance import (SMALL_SAMPLE,
-                                                     TooFewSegmentsError,
-                                                     matched_pairs,
-                                                     segment_errors)
+    from espnet_pruning.scoring.significance import (
+        SMALL_SAMPLE,
+        TooFewSegmentsError,
+        matched_pairs,
+        segment_errors,
+    )
 
     results = []
     for label, metric, ref, hyp_a, hyp_b in comparisons(args):

@@ -21,8 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from typeguard import typechecked
 
 from espnet_pruning.bin.cli import exit_on_input_error
-from espnet_pruning.corpora.kaldi import (KaldiEntry, read_data_dir,
-                                          write_data_dir)
+from espnet_pruning.corpora.kaldi import KaldiEntry, read_data_dir, write_data_dir
 from espnet_pruning.errors import DataError
 
 _FACTOR = re.compile(r"^(.+):(\d+)$")

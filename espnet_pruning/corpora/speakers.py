@@ -14,8 +14,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from typeguard import typechecked
 
-from espnet_pruning.corpora.templates import (TEMPLATE_DIR, TemplateError,
-                                              _load_yaml)
+from espnet_pruning.corpora.templates import TEMPLATE_DIR, TemplateError, _load_yaml
 from espnet_pruning.corpora.tts import Prosody
 
 POOLS = ("train", "test", "cl_asr", "cl_ic")

@@ -39,8 +39,7 @@ import soundfile as sf
 from typeguard import typechecked
 
 from espnet_pruning.corpora import prep
-from espnet_pruning.corpora.audio import (SAMPLE_RATE, WavError, check_wav,
-                                          write_wav)
+from espnet_pruning.corpora.audio import SAMPLE_RATE, WavError, check_wav, write_wav
 from espnet_pruning.corpora.prep import CorpusError, Utterance
 
 TASK = "scr_speechcommands"

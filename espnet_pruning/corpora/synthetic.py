@@ -45,14 +45,25 @@ import numpy as np
 from tqdm import tqdm
 from typeguard import typechecked
 
-from espnet_pruning.corpora.audio import (SAMPLE_RATE, WavError,
-                                          background_noise, check_wav,
-                                          pad_center, remove_stale_temporaries,
-                                          write_wav)
+from espnet_pruning.corpora.audio import (
+    SAMPLE_RATE,
+    WavError,
+    background_noise,
+    check_wav,
+    pad_center,
+    remove_stale_temporaries,
+    write_wav,
+)
 from espnet_pruning.corpora.kaldi import KaldiEntry, write_data_dir
-from espnet_pruning.corpora.speakers import (Emotion, NoiseSource, Speaker,
-                                             load_emotions, load_speakers,
-                                             pool, utterance_prosody)
+from espnet_pruning.corpora.speakers import (
+    Emotion,
+    NoiseSource,
+    Speaker,
+    load_emotions,
+    load_speakers,
+    pool,
+    utterance_prosody,
+)
 from espnet_pruning.corpora.templates import PROMPTS, TASKS, Sample, Templates
 from espnet_pruning.corpora.tts import Espeak, Prosody, TTSError
 

@@ -27,8 +27,7 @@ All functions return new mask dicts and never modify weights or input masks.
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import (Callable, Dict, Iterator, List, Mapping, Optional, Tuple,
-                    Union)
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 from typeguard import typechecked

@@ -30,8 +30,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import (Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
-                    Union)
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch

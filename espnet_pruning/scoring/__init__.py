@@ -9,8 +9,12 @@ as empty hypotheses, hypotheses for unknown ids are an error. Values are in perc
 from espnet_pruning.scoring.errors import ScoringError
 from espnet_pruning.scoring.registry import METRICS, ScoreFn, get_metric
 from espnet_pruning.scoring.result import MetricResult
-from espnet_pruning.scoring.text import (normalize_for_wer, pair_texts,
-                                         read_text, strip_prompt_tokens)
+from espnet_pruning.scoring.text import (
+    normalize_for_wer,
+    pair_texts,
+    read_text,
+    strip_prompt_tokens,
+)
 
 __all__ = [
     "METRICS",

@@ -104,8 +104,7 @@ def param_percent(mask_dir: Path, kind: str) -> Dict[str, float]:
     same counts, as Algorithm 1 does); ``sparsity`` is the pruned share of the prunable
     weights.
     """
-    from espnet_pruning.pruning.report import (param_percent_all,
-                                               param_percent_one)
+    from espnet_pruning.pruning.report import param_percent_all, param_percent_one
     from espnet_pruning.pruning.storage import load_masks
 
     masks = load_masks(mask_dir)

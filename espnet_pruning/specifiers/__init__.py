@@ -10,8 +10,7 @@ import dataclasses
 import os
 import re
 from pathlib import Path
-from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence,
-                    Tuple, Union)
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 from typeguard import typechecked
@@ -234,8 +233,7 @@ class TaskRegistry:
         Returns:
             The added tokens without duplicates.
         """
-        from espnet_pruning.whisper.tokenizer import (FIRST_ADDED_ID,
-                                                      whisper_base_tokens)
+        from espnet_pruning.whisper.tokenizer import FIRST_ADDED_ID, whisper_base_tokens
 
         whisper_specials = set(whisper_base_tokens()[:FIRST_ADDED_ID][50257:])
         ordered: List[str] = []

@@ -23,16 +23,21 @@ from typeguard import typechecked
 from espnet_pruning.errors import DataError
 from espnet_pruning.fileio import read_kaldi_map
 from espnet_pruning.specifiers import TaskRegistry
-from espnet_pruning.train.task_schedule import (TaskBlockSampler,
-                                                TaskScheduleError,
-                                                group_batches_by_task)
+from espnet_pruning.train.task_schedule import (
+    TaskBlockSampler,
+    TaskScheduleError,
+    group_batches_by_task,
+)
 from espnet_pruning.train.trainer import USLUTrainer
 from espnet_pruning.uslu.espnet_model import ESPnetUSLUModel
 from espnet_pruning.uslu.preprocessor import USLUPreprocessor
 from espnet_pruning.whisper.decoder import WhisperDecoder
 from espnet_pruning.whisper.encoder import WhisperEncoder
-from espnet_pruning.whisper.tokenizer import (TokenListError, WhisperTokenizer,
-                                              read_token_list)
+from espnet_pruning.whisper.tokenizer import (
+    TokenListError,
+    WhisperTokenizer,
+    read_token_list,
+)
 
 encoder_choices = ClassChoices(
     "encoder",

@@ -25,8 +25,13 @@ import torch
 from espnet2.train.trainer import Trainer
 
 from espnet_pruning.pruning.apply import restore_frozen
-from espnet_pruning.train.checkpoints import (STAGE, CheckpointError, commit,
-                                              prepare_stage, release_stage)
+from espnet_pruning.train.checkpoints import (
+    STAGE,
+    CheckpointError,
+    commit,
+    prepare_stage,
+    release_stage,
+)
 
 
 class USLUTrainer(Trainer):

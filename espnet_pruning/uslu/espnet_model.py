@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.legacy.nets.pytorch_backend.nets_utils import th_accuracy
-from espnet2.legacy.nets.pytorch_backend.transformer.add_sos_eos import \
-    add_sos_eos
+from espnet2.legacy.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from typeguard import typechecked

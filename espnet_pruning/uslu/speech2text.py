@@ -11,8 +11,7 @@ from espnet2.legacy.nets.scorers.length_bonus import LengthBonus
 from typeguard import typechecked
 
 from espnet_pruning.tasks.uslu import USLUTask
-from espnet_pruning.whisper.tokenizer import (NO_TIMESTAMPS, SOT,
-                                              WhisperTokenizer)
+from espnet_pruning.whisper.tokenizer import NO_TIMESTAMPS, SOT, WhisperTokenizer
 
 #: Prompt-like tokens (``<|…|>``) never reach a hypothesis text.
 _PROMPT_TOKEN = re.compile(r"^<\|[^|]*\|>$")

@@ -8,8 +8,7 @@ from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from espnet2.legacy.nets.scorer_interface import BatchScorerInterface
 from typeguard import typechecked
 
-from espnet_pruning.whisper.checkpoint import (WhisperCheckpointError,
-                                               build_whisper_part)
+from espnet_pruning.whisper.checkpoint import WhisperCheckpointError, build_whisper_part
 
 
 class WhisperDecoder(AbsDecoder, BatchScorerInterface):

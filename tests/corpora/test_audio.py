@@ -2,10 +2,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet_pruning.corpora.audio import (WavError, background_noise,
-                                          check_wav, pad_center,
-                                          remove_stale_temporaries, resample,
-                                          rms, write_wav)
+from espnet_pruning.corpora.audio import (
+    WavError,
+    background_noise,
+    check_wav,
+    pad_center,
+    remove_stale_temporaries,
+    resample,
+    rms,
+    write_wav,
+)
 
 
 def _tone(n=16000, rate=16000):

@@ -1,8 +1,15 @@
 from pathlib import Path
 
 import pytest
-from corpora_testlib import (check_dir, corrupt, expect_error, run_cli, table,
-                             write_audio, write_text)
+from corpora_testlib import (
+    check_dir,
+    corrupt,
+    expect_error,
+    run_cli,
+    table,
+    write_audio,
+    write_text,
+)
 
 from espnet_pruning.corpora.iemocap import main
 

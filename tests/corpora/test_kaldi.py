@@ -3,8 +3,13 @@ import pytest
 import soundfile as sf
 
 from espnet_pruning.corpora.audio import write_wav
-from espnet_pruning.corpora.kaldi import (DataDirError, KaldiEntry, main,
-                                          validate_data_dir, write_data_dir)
+from espnet_pruning.corpora.kaldi import (
+    DataDirError,
+    KaldiEntry,
+    main,
+    validate_data_dir,
+    write_data_dir,
+)
 
 
 @pytest.fixture()

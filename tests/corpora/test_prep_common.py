@@ -2,10 +2,18 @@ import pytest
 from corpora_testlib import corrupt, write_audio
 
 from espnet_pruning.corpora.audio import WavError, check_audio_file
-from espnet_pruning.corpora.kaldi import (KaldiEntry, read_data_dir,
-                                          validate_data_dir, write_data_dir)
-from espnet_pruning.corpora.prep import (Utterance, normalize_transcript,
-                                         sanitize, with_transcript)
+from espnet_pruning.corpora.kaldi import (
+    KaldiEntry,
+    read_data_dir,
+    validate_data_dir,
+    write_data_dir,
+)
+from espnet_pruning.corpora.prep import (
+    Utterance,
+    normalize_transcript,
+    sanitize,
+    with_transcript,
+)
 
 
 @pytest.mark.parametrize(

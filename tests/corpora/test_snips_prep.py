@@ -2,8 +2,15 @@ import json
 from pathlib import Path
 
 import pytest
-from corpora_testlib import (check_dir, corrupt, expect_error, run_cli, table,
-                             write_audio, write_text)
+from corpora_testlib import (
+    check_dir,
+    corrupt,
+    expect_error,
+    run_cli,
+    table,
+    write_audio,
+    write_text,
+)
 
 from espnet_pruning.corpora.snips import main
 

@@ -2,8 +2,15 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from corpora_testlib import (check_dir, corrupt, expect_error, run_cli, table,
-                             write_audio, write_text)
+from corpora_testlib import (
+    check_dir,
+    corrupt,
+    expect_error,
+    run_cli,
+    table,
+    write_audio,
+    write_text,
+)
 
 from espnet_pruning.corpora.speechcommands import main
 

@@ -15,8 +15,12 @@ import soundfile as sf
 from espnet_pruning.corpora import synthetic
 from espnet_pruning.corpora.audio import rms
 from espnet_pruning.corpora.kaldi import validate_data_dir
-from espnet_pruning.corpora.synthetic import (DONE_MARKER, OutputDirError,
-                                              ParameterMismatchError, generate)
+from espnet_pruning.corpora.synthetic import (
+    DONE_MARKER,
+    OutputDirError,
+    ParameterMismatchError,
+    generate,
+)
 from espnet_pruning.corpora.templates import PROMPTS, TASKS, Templates
 from espnet_pruning.corpora.tts import EspeakNotFoundError
 

@@ -4,8 +4,13 @@ import shutil
 import numpy as np
 import pytest
 
-from espnet_pruning.corpora.templates import (PROMPTS, TASKS, TEMPLATE_DIR,
-                                              TemplateError, Templates)
+from espnet_pruning.corpora.templates import (
+    PROMPTS,
+    TASKS,
+    TEMPLATE_DIR,
+    TemplateError,
+    Templates,
+)
 
 T = Templates()
 

@@ -2,10 +2,19 @@ import numpy as np
 import pytest
 
 from espnet_pruning.corpora.audio import rms
-from espnet_pruning.corpora.speakers import (load_emotions, load_speakers,
-                                             pool, utterance_prosody)
-from espnet_pruning.corpora.tts import (Espeak, EspeakNotFoundError, Prosody,
-                                        TTSError, find_espeak)
+from espnet_pruning.corpora.speakers import (
+    load_emotions,
+    load_speakers,
+    pool,
+    utterance_prosody,
+)
+from espnet_pruning.corpora.tts import (
+    Espeak,
+    EspeakNotFoundError,
+    Prosody,
+    TTSError,
+    find_espeak,
+)
 
 ENGINE = Espeak()
 

@@ -3,12 +3,15 @@ import pickle
 
 import pytest
 import torch
-from pruning_testlib import (random_mask, tiny_whisper, whisper_batch,
-                             whisper_loss)
+from pruning_testlib import random_mask, tiny_whisper, whisper_batch, whisper_loss
 from torch import nn
 
-from espnet_pruning.pruning.apply import (UpdateRestriction, call_with_masks,
-                                          masked_parameters, restore_frozen)
+from espnet_pruning.pruning.apply import (
+    UpdateRestriction,
+    call_with_masks,
+    masked_parameters,
+    restore_frozen,
+)
 from espnet_pruning.pruning.masks import MaskError, MaskSet
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.select import prune_global_magnitude

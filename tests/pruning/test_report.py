@@ -5,11 +5,16 @@ import torch
 from pruning_testlib import tiny_whisper
 
 from espnet_pruning.pruning.masks import MaskSet
-from espnet_pruning.pruning.report import (format_report, full_report,
-                                           layer_key, overlap_matrix,
-                                           param_percent_all,
-                                           param_percent_one, sparsity_report,
-                                           union_ratio)
+from espnet_pruning.pruning.report import (
+    format_report,
+    full_report,
+    layer_key,
+    overlap_matrix,
+    param_percent_all,
+    param_percent_one,
+    sparsity_report,
+    union_ratio,
+)
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.select import prune_global_magnitude
 

@@ -7,11 +7,16 @@ from torch import nn
 
 from espnet_pruning.pruning import select
 from espnet_pruning.pruning.scope import PruningScope, prunable_parameter_names
-from espnet_pruning.pruning.select import (STRATEGIES, PruningHparams,
-                                           num_to_prune, prune,
-                                           prune_global_magnitude,
-                                           prune_layerwise_magnitude,
-                                           prune_random, prune_smallest)
+from espnet_pruning.pruning.select import (
+    STRATEGIES,
+    PruningHparams,
+    num_to_prune,
+    prune,
+    prune_global_magnitude,
+    prune_layerwise_magnitude,
+    prune_random,
+    prune_smallest,
+)
 
 
 def _prunable(model):

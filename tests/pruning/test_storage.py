@@ -11,8 +11,7 @@ from pruning_testlib import random_mask, tiny_whisper
 from espnet_pruning.pruning import storage
 from espnet_pruning.pruning.masks import MaskError, MaskSet
 from espnet_pruning.pruning.scope import PruningScope
-from espnet_pruning.pruning.storage import (MaskFileError, load_masks,
-                                            save_masks)
+from espnet_pruning.pruning.storage import MaskFileError, load_masks, save_masks
 
 
 def _maskset(tasks=("er", "ic", "asr")):

@@ -6,9 +6,12 @@ import pytest
 import yaml
 
 from espnet_pruning.errors import DataError
-from espnet_pruning.scoring.continual_report import (ContinualSystem,
-                                                     collect_series,
-                                                     forgetting, format_report)
+from espnet_pruning.scoring.continual_report import (
+    ContinualSystem,
+    collect_series,
+    forgetting,
+    format_report,
+)
 
 SETS = ["test_er:er_iemocap", "test_asr:asr_librispeech", "test_ic:ic_slurp"]
 METRIC = {"er_iemocap": ("accuracy", True), "asr_librispeech": ("wer", False)}

@@ -12,12 +12,18 @@ from espnet_pruning.errors import DataError
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.report import overlap_matrix
 from espnet_pruning.pruning.storage import save_masks
-from espnet_pruning.scoring.plots import (curves_data, layer_order_key,
-                                          layer_sparsity_data, overlap_data,
-                                          plot_forgetting_curves,
-                                          plot_layer_sparsity,
-                                          plot_overlap_heatmap, read_series,
-                                          validate_series, write_series)
+from espnet_pruning.scoring.plots import (
+    curves_data,
+    layer_order_key,
+    layer_sparsity_data,
+    overlap_data,
+    plot_forgetting_curves,
+    plot_layer_sparsity,
+    plot_overlap_heatmap,
+    read_series,
+    validate_series,
+    write_series,
+)
 
 DEC = "decoder.decoders.blocks.0.attn.query.weight"
 ENC10 = "encoder.encoders.blocks.10.mlp.0.weight"

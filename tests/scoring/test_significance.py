@@ -13,11 +13,15 @@ import pytest
 from espnet_pruning.bin.uslu_significance import main
 from espnet_pruning.scoring.errors import ScoringError
 from espnet_pruning.scoring.sclite import SCTK_DIR, write_trn
-from espnet_pruning.scoring.significance import (TooFewSegmentsError,
-                                                 align_words, compare_systems,
-                                                 mapsswe_segments,
-                                                 matched_pairs, segment_errors,
-                                                 utterance_errors)
+from espnet_pruning.scoring.significance import (
+    TooFewSegmentsError,
+    align_words,
+    compare_systems,
+    mapsswe_segments,
+    matched_pairs,
+    segment_errors,
+    utterance_errors,
+)
 
 
 def test_hand_computed_statistic():

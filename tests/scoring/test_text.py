@@ -4,8 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from espnet_pruning.scoring import (ScoringError, normalize_for_wer,
-                                    pair_texts, read_text, strip_prompt_tokens)
+from espnet_pruning.scoring import (
+    ScoringError,
+    normalize_for_wer,
+    pair_texts,
+    read_text,
+    strip_prompt_tokens,
+)
 
 
 def write(path: Path, data: str) -> Path:

@@ -18,8 +18,11 @@ from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.select import num_to_prune
 from espnet_pruning.pruning.storage import load_masks, save_masks
 from espnet_pruning.tasks.uslu import USLUTask
-from espnet_pruning.train.find_masks import (FindMasksHparams,
-                                             find_masks_round, task_order)
+from espnet_pruning.train.find_masks import (
+    FindMasksHparams,
+    find_masks_round,
+    task_order,
+)
 from espnet_pruning.train.runs import TrainArgsError, run_training
 
 TASKS = ["asr_librispeech", "er_iemocap"]

@@ -2,9 +2,11 @@
 
 import pytest
 
-from espnet_pruning.train.task_schedule import (TaskBlockSampler,
-                                                TaskScheduleError,
-                                                group_batches_by_task)
+from espnet_pruning.train.task_schedule import (
+    TaskBlockSampler,
+    TaskScheduleError,
+    group_batches_by_task,
+)
 
 BATCHES = {
     "asr": [("a1", "a2"), ("a3", "a4"), ("a5", "a6")],

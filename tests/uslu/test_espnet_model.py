@@ -2,8 +2,9 @@
 
 import pytest
 import torch
-from espnet2.legacy.nets.pytorch_backend.transformer.label_smoothing_loss import \
-    LabelSmoothingLoss
+from espnet2.legacy.nets.pytorch_backend.transformer.label_smoothing_loss import (
+    LabelSmoothingLoss,
+)
 from tiny import TINY_DIMS
 
 from espnet_pruning.specifiers import TaskRegistry

@@ -7,9 +7,11 @@ import torch
 from tiny import TINY_DIMS
 from whisper.model import ModelDimensions, Whisper
 
-from espnet_pruning.whisper.checkpoint import (WhisperCheckpointError,
-                                               build_whisper_part,
-                                               load_whisper)
+from espnet_pruning.whisper.checkpoint import (
+    WhisperCheckpointError,
+    build_whisper_part,
+    load_whisper,
+)
 
 
 def save_checkpoint(path, seed=0):

@@ -2,12 +2,16 @@
 
 import pytest
 
-from espnet_pruning.whisper.tokenizer import (FIRST_ADDED_ID, N_VOCAB,
-                                              TokenListError, WhisperTokenizer,
-                                              added_tokens_of,
-                                              build_token_list,
-                                              read_token_list,
-                                              write_token_list)
+from espnet_pruning.whisper.tokenizer import (
+    FIRST_ADDED_ID,
+    N_VOCAB,
+    TokenListError,
+    WhisperTokenizer,
+    added_tokens_of,
+    build_token_list,
+    read_token_list,
+    write_token_list,
+)
 
 ADDED = [
     "<|ic|>",
