@@ -8,16 +8,15 @@ test wraps ``torch.save`` (ESPnet's writes into the stage) and ``os.replace`` /
 to kill the process before it, inside it (the file half written) or after it.
 """
 
-import collections
 import json
 import os
 import random
-import signal
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_module
+from kill_testlib import run_forked
 from tiny import make_data_dir, train_args, write_train_config
 
 from espnet_pruning.tasks.uslu import USLUTask
@@ -30,69 +29,8 @@ N_RANDOM = 2
 N_POINTS = os.environ.get("KILL_POINTS", "10")
 
 
-def _arm(kill, events):
-    """Wrap the writers of this (child) process: record events, kill at ``kill``."""
-    counts = collections.Counter()
-
-    def wrap(op, fn):
-        def wrapped(*args, **kwargs):
-            name = Path(args[1]).name
-            if ".pth" not in name:
-                return fn(*args, **kwargs)
-            counts[op, name] += 1
-            event = [op, name, counts[op, name]]
-            events.append(event)
-            phase = kill[3] if kill and kill[:3] == event else None
-            if phase == "before":
-                os.kill(os.getpid(), signal.SIGKILL)
-            out = fn(*args, **kwargs)
-            if phase == "inside":  # the file as a kill mid-write leaves it
-                path = Path(args[1])
-                with open(path, "r+b") as f:
-                    f.truncate(path.stat().st_size // 2)
-            if phase in ("inside", "after"):
-                os.kill(os.getpid(), signal.SIGKILL)
-            return out
-
-        return wrapped
-
-    torch.save = wrap("save", torch.save)
-    os.replace = wrap("replace", os.replace)
-    os.link = wrap("link", os.link)
-    os.symlink = wrap("symlink", os.symlink)
-
-
-def run_forked(fn, kill=None, kill_after_s=None, events_file=None):
-    """Run ``fn()`` in a forked child armed with ``kill``; returns how it ended."""
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 1
-        try:
-            events = []
-            _arm(kill, events)
-            fn()
-            if events_file is not None:
-                Path(events_file).write_text(json.dumps(events))
-            code = 0
-        finally:
-            os._exit(code)
-    if kill_after_s is not None:
-        deadline = time.time() + kill_after_s
-        while time.time() < deadline:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.005)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        return "killed"
-    assert os.WEXITSTATUS(status) == 0, f"child failed ({status})"
-    return "finished"
-
-
 def train(args, out):
+    """``uslu_train --resume true`` of ``args`` into ``out``."""
     USLUTask.main(cmd=[*args, "--output_dir", str(out), "--resume", "true"])
 
 
@@ -219,3 +157,29 @@ def test_killed_at_random_instants_resumes_bit_identically(reference):
         run_forked(lambda: train(reference["args"], out), kill_after_s=delay)
         assert run_forked(lambda: train(reference["args"], out)) == "finished", delay
         assert_same(weights(out), reference["weights"], f"kill after {delay} s")
+
+
+@pytest.mark.parametrize("damaged", ["checkpoint.pth", "1epoch.pth"])
+def test_file_damaged_outside_our_writes_is_one_error_line(reference, damaged):
+    """A committed file truncated by something else (a copy, a full disk): the rerun
+    stops with one ERROR line naming the file and what to do, and changes nothing."""
+    import shutil
+
+    out = reference["root"] / f"damaged-{damaged}"
+    shutil.copytree(reference["out"], out, symlinks=True)
+    with open(out / damaged, "r+b") as f:
+        f.truncate(1000)
+    proc = run_module(
+        "espnet_pruning.bin.uslu_train",
+        *reference["args"],
+        "--output_dir",
+        str(out),
+        "--resume",
+        "true",
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"ERROR: {out / damaged}: dama")
+    assert "delete it" in errors[0] and "Traceback" not in proc.stderr
+    assert not (out / STAGE).exists() and (out / damaged).stat().st_size == 1000
