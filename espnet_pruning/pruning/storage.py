@@ -37,6 +37,7 @@ import torch
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
+from espnet_pruning.fileio import fsync_dir
 from espnet_pruning.pruning.masks import MaskError, MaskSet, check_task_name
 from espnet_pruning.pruning.scope import PruningScope
 
@@ -119,19 +120,6 @@ def _manifest(maskset: MaskSet, files: Dict[str, str], digests: Dict[str, str]) 
     return manifest
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @typechecked
 def save_masks(maskset: MaskSet, directory: Union[str, Path]) -> Path:
     """Write ``maskset`` to ``directory`` atomically (replacing an existing mask set).
@@ -178,7 +166,7 @@ def save_masks(maskset: MaskSet, directory: Union[str, Path]) -> Path:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         old = None
         if directory.exists():
             # Two renames: the old set is moved aside only once the new one is whole.
@@ -192,7 +180,7 @@ def save_masks(maskset: MaskSet, directory: Union[str, Path]) -> Path:
             if old is not None:
                 os.rename(old / "set", directory)
             raise
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -218,7 +206,7 @@ def _clean_debris(directory: Path) -> None:
     aside = _aside(directory)
     if aside and not directory.exists() and not directory.is_symlink():
         os.rename(aside[0], directory)
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
     for pattern in (f".{directory.name}.tmp-*", f".{directory.name}.old-*"):
         for p in directory.parent.glob(pattern):
             shutil.rmtree(p, ignore_errors=True)

@@ -33,6 +33,7 @@ import torch
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
+from espnet_pruning.fileio import fsync_dir
 
 STAGE = ".stage"
 CHECKPOINT = "checkpoint.pth"
@@ -43,20 +44,6 @@ LOG_DIRS = ("images", "tensorboard", "att_ws")
 
 class CheckpointError(InputError):
     """A checkpoint file is damaged or missing; the message names it and the remedy."""
-
-
-def fsync_dir(path: Path) -> None:
-    """Make renames inside ``path`` durable (no-op where directories cannot be synced)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:
