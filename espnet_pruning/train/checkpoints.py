@@ -69,8 +69,16 @@ def check_torch_file(path: Path) -> None:
     if not ok:
         raise CheckpointError(
             f"{path}: damaged or partial checkpoint (not a complete torch file); "
-            "restore it, or delete it to retrain that epoch"
+            + restart_hint(path.parent)
         )
+
+
+def restart_hint(output_dir: Path) -> str:
+    """What to do about a damaged checkpoint of the run in ``output_dir``."""
+    return (
+        f"restore it, or delete {output_dir / CHECKPOINT} and {output_dir}/*epoch.pth "
+        "to train again from the first epoch"
+    )
 
 
 def _temp_name(directory: Path, name: str) -> Path:

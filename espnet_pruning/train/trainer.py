@@ -31,6 +31,7 @@ from espnet_pruning.train.checkpoints import (
     commit,
     prepare_stage,
     release_stage,
+    restart_hint,
 )
 
 
@@ -108,8 +109,8 @@ class USLUTrainer(Trainer):
             path = path.parent.parent / path.name if path.parent.name == STAGE else path
             raise CheckpointError(
                 f"{path}: cannot resume from it ({type(e).__name__}: "
-                f"{str(e).splitlines()[0] if str(e) else ''}); restore it, or delete "
-                "it to train from the first epoch"
+                f"{str(e).splitlines()[0] if str(e) else ''}); "
+                + restart_hint(path.parent)
             ) from e
 
 
