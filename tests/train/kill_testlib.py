@@ -56,16 +56,17 @@ def run_forked(fn, kill=None, kill_after_s=None, events_file=None):
             code = 0
         finally:
             os._exit(code)
+    status = None
     if kill_after_s is not None:
         deadline = time.time() + kill_after_s
-        while time.time() < deadline:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
+        while status is None and time.time() < deadline:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            status = code if done else None
             time.sleep(0.005)
-        else:
+        if status is None:
             os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         return "killed"
     assert os.WEXITSTATUS(status) == 0, f"child failed ({status})"
