@@ -55,6 +55,20 @@ def atomic_write_text(path: Union[str, os.PathLike], text: str) -> None:
         f.write(text)
 
 
+def fsync_dir(path: Union[str, os.PathLike]) -> None:
+    """Make renames inside ``path`` durable (no-op where directories cannot be synced)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def read_kaldi_map(path: Union[str, os.PathLike]) -> Dict[str, str]:
     """Read ``<uttid> <value>`` lines; errors name the file and line."""
     path = Path(path)

@@ -8,7 +8,12 @@ Subcommands:
 * ``prune``: one pruning round of one task: its mask loses ``--fraction`` of its kept
   weights by magnitude of the weights in ``--model_file`` (trained under that mask);
   ``--all_tasks`` gives every task the same new mask (task-agnostic pruning);
-* ``merge``: a set whose task ``t`` comes from ``--take t=DIR`` and the rest from ``--base``.
+* ``merge``: a set whose task ``t`` comes from ``--take t=DIR`` and the rest from ``--base``;
+* ``upgrade``: rewrite a version-1 mask set (no checksum, no scope) as the current format,
+  after checking it covers exactly the prunable parameters of the config's model.
+
+Every set is checked against the model it is used with: it must cover exactly the
+model's prunable parameters under the scope it records.
 
 Every output is written atomically; an existing output is left alone (the step is done).
 
@@ -42,21 +47,54 @@ def _exists(path: Path) -> bool:
 def cmd_init(args: argparse.Namespace) -> None:
     """All-ones masks over the model's prunable parameters."""
     from espnet_pruning.pruning.masks import MaskSet
-    from espnet_pruning.pruning.scope import PruningScope
     from espnet_pruning.tasks.uslu import USLUTask
 
     if _exists(args.output):
         return
-    model, train_args = USLUTask.build_model_from_file(args.train_config, None)
-    scope = PruningScope()
-    if args.scope_config:
-        with open(args.scope_config) as f:
-            scope = PruningScope.from_dict(yaml.safe_load(f) or {})
-    tasks = args.tasks or list(USLUTask.task_registry(train_args).names)
+    model, train_args = USLUTask.build_unmasked_model(args.train_config)
+    scope = _scope(args.scope_config)
+    known = list(USLUTask.task_registry(train_args).names)
+    tasks = args.tasks or known
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise InputError(
+            f"--tasks: unknown task(s) {unknown}; the tasks of {args.train_config} "
+            f"are {', '.join(known)}"
+        )
     from espnet_pruning.pruning.storage import save_masks
 
     save_masks(MaskSet.from_model(model, scope, tasks), args.output)
     print(f"{args.output}: all-ones masks for {', '.join(tasks)}", file=sys.stderr)
+
+
+def _scope(path: Optional[Path]):
+    """The PruningScope of a YAML file (default scope if None)."""
+    from espnet_pruning.pruning.scope import PruningScope
+
+    if path is None:
+        return PruningScope()
+    if not path.is_file():
+        raise InputError(f"{path}: scope config not found")
+    with open(path, encoding="utf-8") as f:
+        conf = yaml.safe_load(f) or {}
+    try:
+        return PruningScope.from_dict(conf)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{path}: {e}") from None
+
+
+def _model(train_config: Optional[Path], model_file: Optional[Path] = None):
+    """The model of a training config (default: beside ``model_file``)."""
+    from espnet_pruning.tasks.uslu import USLUTask
+
+    if train_config is None:
+        train_config = model_file.parent / "config.yaml"
+        if not train_config.is_file():
+            raise InputError(
+                f"{train_config}: not found; give --train_config (the config.yaml of "
+                f"the run that trained {model_file})"
+            )
+    return USLUTask.build_unmasked_model(train_config)[0]
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
@@ -72,6 +110,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
         raise InputError(f"{args.mask_dir}: has no mask for task {args.task!r}")
     if not args.model_file.is_file():
         raise InputError(f"{args.model_file}: model file not found")
+    masks.check_compatible(_model(args.train_config, args.model_file))
     hp = PruningHparams(
         strategy=args.strategy,
         fraction=args.fraction,
@@ -99,8 +138,24 @@ def cmd_merge(args: argparse.Namespace) -> None:
         task, sep, path = item.partition("=")
         if not sep:
             raise InputError(f"--take {item!r}: expected TASK=DIR")
-        masks.set_mask(task, load_masks(path).mask(task))
+        other = load_masks(path)
+        for what in ("shapes", "scope", "n_model_params"):
+            if getattr(other, what) != getattr(masks, what):
+                raise InputError(
+                    f"mask set {path}: its {what} differ from those of {args.base}; "
+                    "sets of different models or scopes cannot be merged"
+                )
+        masks.set_mask(task, other.mask(task))
     save_masks(masks, args.output)
+
+
+def cmd_upgrade(args: argparse.Namespace) -> None:
+    """Rewrite a version-1 set with checksum and scope, checked against the model."""
+    from espnet_pruning.pruning.storage import upgrade_masks
+
+    model = _model(args.train_config)
+    out = upgrade_masks(args.mask_dir, model, _scope(args.scope_config), args.output)
+    print(f"{out}: upgraded", file=sys.stderr)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -125,6 +180,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounding", default="round", choices=["round", "ceil", "floor"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--all_tasks", action="store_true", help="task-agnostic: one mask")
+    p.add_argument(
+        "--train_config",
+        type=Path,
+        default=None,
+        help="config of the model the masks are for (default: beside --model_file)",
+    )
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(fn=cmd_prune)
     p = sub.add_parser("merge", help="combine per-task results of a round")
@@ -132,6 +193,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--take", action="append", default=[], help="TASK=DIR")
     p.add_argument("--output", type=Path, required=True)
     p.set_defaults(fn=cmd_merge)
+    p = sub.add_parser("upgrade", help="version-1 set to the current format")
+    p.add_argument("--mask_dir", type=Path, required=True)
+    p.add_argument("--train_config", type=Path, required=True)
+    p.add_argument("--scope_config", type=Path, default=None, help="PruningScope YAML")
+    p.add_argument("--output", type=Path, default=None, help="default: in place")
+    p.set_defaults(fn=cmd_upgrade)
     return parser
 
 

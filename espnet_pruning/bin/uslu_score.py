@@ -93,12 +93,25 @@ def score_files(metric: str, ref: Path, hyp: Path, out_dir: Path) -> MetricResul
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ScoringError(f"cannot create {out_dir}: {e.strerror or e}") from None
-    result = METRICS[metric](refs, hyps, out_dir)
+    try:
+        result = METRICS[metric](refs, hyps, out_dir)
+    except ScoringError as e:
+        raise ScoringError(_where(e, (ref, refs), (hyp, hyps)) + str(e)) from None
     record = result.to_dict()
     record["ref"] = str(ref)
     record["hyp"] = str(hyp)
     write_json_atomic(out_dir / RESULT_JSON, record)
     return result
+
+
+def _where(error: ScoringError, ref, hyp) -> str:
+    """``FILE:LINE: `` of the utterance an error names, else both files."""
+    if error.uttid is not None:
+        path, texts = hyp if error.side == "hyp" else ref
+        if error.uttid in texts:
+            # read_text refuses blank lines, so file order gives the line number.
+            return f"{path}:{list(texts).index(error.uttid) + 1}: "
+    return f"scoring {hyp[0]} against {ref[0]}: "
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:

@@ -69,6 +69,27 @@ def _as_bool_mask(
     return value != 0
 
 
+def _first(items: Sequence[str], n: int = 3) -> str:
+    """The first ``n`` items and how many more (for error messages)."""
+    more = f" and {len(items) - n} more" if len(items) > n else ""
+    return f"{list(items[:n])}{more}"
+
+
+@typechecked
+def model_prunable_shapes(
+    model: nn.Module, scope: PruningScope
+) -> Tuple[Dict[str, Tuple[int, ...]], int]:
+    """Name → shape of the prunable parameters of ``model``, and its parameter count.
+
+    Raises:
+        ValueError: If ``scope`` leaves nothing prunable.
+    """
+    params = dict(model.named_parameters())
+    names = prunable_parameter_names(model, scope)
+    n_params = sum(p.numel() for p in params.values())
+    return {n: tuple(params[n].shape) for n in names}, n_params
+
+
 class MaskSet:
     """Binary masks ``m_t`` for tasks ``t`` over a declared set of named tensors.
 
@@ -80,6 +101,11 @@ class MaskSet:
             ``shapes``. Values must be bool or exactly 0/1 (converted to bool).
         n_model_params: Parameter count of the whole model the masks belong to (needed
             for Param%); ``None`` if unknown.
+        scope: The policy that chose the masked tensors (needed to check that masks
+            cover exactly a model's prunable tensors); ``None`` if unknown.
+
+    Attributes:
+        source: Where the set was loaded from (named in error messages), or None.
 
     Raises:
         MaskError: A task name, tensor name, shape or value is invalid; the message
@@ -102,6 +128,7 @@ class MaskSet:
         shapes: Mapping[str, Sequence[int]],
         masks: Mapping[str, Mapping[str, torch.Tensor]],
         n_model_params: Optional[int] = None,
+        scope: Optional[PruningScope] = None,
     ):
         if not shapes:
             raise MaskError("a mask set needs at least one tensor")
@@ -118,6 +145,8 @@ class MaskSet:
                 f"{numel} masked weights"
             )
         self.n_model_params = n_model_params
+        self.scope = scope
+        self.source: Optional[str] = None
         # Validate everything before storing anything (failure atomicity).
         validated = {str(t): self._validated(t, m) for t, m in masks.items()}
         self._masks: Dict[str, Mask] = validated
@@ -130,6 +159,7 @@ class MaskSet:
         tasks: Iterable[str],
         shapes: Mapping[str, Sequence[int]],
         n_model_params: Optional[int] = None,
+        scope: Optional[PruningScope] = None,
     ) -> "MaskSet":
         """All-ones (dense) masks for ``tasks``.
 
@@ -137,11 +167,12 @@ class MaskSet:
             tasks: Task names.
             shapes: Tensor name → shape.
             n_model_params: Parameter count of the whole model, if known.
+            scope: The policy that chose the tensors, if known.
 
         Returns:
             The mask set.
         """
-        ms = cls(shapes, {}, n_model_params)
+        ms = cls(shapes, {}, n_model_params, scope)
         for task in tasks:
             ms.add_task(task)
         return ms
@@ -160,15 +191,13 @@ class MaskSet:
 
         Returns:
             The mask set; ``n_model_params`` is the number of elements of all (unique)
-            parameters of ``model``.
+            parameters of ``model``; it records ``scope``.
 
         Raises:
             ValueError: If ``scope`` leaves nothing prunable.
         """
-        params = dict(model.named_parameters())
-        names = prunable_parameter_names(model, scope)
-        shapes = {n: tuple(params[n].shape) for n in names}
-        return cls.ones(tasks, shapes, sum(p.numel() for p in params.values()))
+        shapes, n_params = model_prunable_shapes(model, scope)
+        return cls.ones(tasks, shapes, n_params, scope)
 
     # ----------------------------------------------------------------- validation
     def _validated(self, task: str, mask: Mapping[str, torch.Tensor]) -> Mask:
@@ -304,25 +333,34 @@ class MaskSet:
             t: {n: m.to(device) for n, m in mask.items()}
             for t, mask in self._masks.items()
         }
-        return MaskSet(self._shapes, moved, self.n_model_params)
+        out = MaskSet(self._shapes, moved, self.n_model_params, self.scope)
+        out.source = self.source
+        return out
+
+    def _where(self) -> str:
+        return f"mask set {self.source}: " if self.source else ""
 
     @typechecked
     def check_compatible(
         self, model_or_shapes: Union[nn.Module, Mapping[str, Sequence[int]]]
     ) -> None:
-        """Check that every masked tensor exists with the same shape.
+        """Check that the masks fit a model (exactly) or a checkpoint (every tensor).
 
         Args:
-            model_or_shapes: A model (its named parameters are checked) or a mapping of
-                tensor name → shape. Extra names there are fine.
+            model_or_shapes: A model: the masks must cover exactly its prunable
+                parameters under :attr:`scope`, with the same shapes, and
+                :attr:`n_model_params` must be its parameter count. Or a mapping of
+                tensor name → shape (e.g. a checkpoint's state dict): every masked
+                tensor must be there with the same shape; extra names are fine.
 
         Raises:
-            MaskError: Listing the names that are missing and the shapes that differ.
+            MaskError: Naming the mask set's folder (:attr:`source`) and the first
+                tensors that are missing, extra or of another shape.
         """
         if isinstance(model_or_shapes, nn.Module):
-            shapes = {n: tuple(p.shape) for n, p in model_or_shapes.named_parameters()}
-        else:
-            shapes = {n: tuple(int(x) for x in s) for n, s in model_or_shapes.items()}
+            self._check_model(model_or_shapes)
+            return
+        shapes = {n: tuple(int(x) for x in s) for n, s in model_or_shapes.items()}
         missing = [n for n in self._shapes if n not in shapes]
         wrong = [
             f"{n}: mask {s} vs {shapes[n]}"
@@ -331,9 +369,43 @@ class MaskSet:
         ]
         if missing or wrong:
             raise MaskError(
-                "masks do not fit the model: "
-                + (f"missing tensors {missing}; " if missing else "")
-                + (f"shape mismatches [{'; '.join(wrong)}]" if wrong else "")
+                f"{self._where()}masks do not fit the model: "
+                + (f"missing tensors {_first(missing)}; " if missing else "")
+                + (f"shape mismatches [{'; '.join(wrong[:3])}]" if wrong else "")
+            )
+
+    def _check_model(self, model: nn.Module) -> None:
+        if self.scope is None:
+            raise MaskError(
+                f"{self._where()}records no pruning scope, so its coverage of the "
+                "model cannot be checked"
+            )
+        shapes, n_params = model_prunable_shapes(model, self.scope)
+        uncovered = [n for n in shapes if n not in self._shapes]
+        extra = [n for n in self._shapes if n not in shapes]
+        wrong = [
+            f"{n}: mask {s} vs model {shapes[n]}"
+            for n, s in self._shapes.items()
+            if n in shapes and shapes[n] != s
+        ]
+        if uncovered or extra or wrong:
+            raise MaskError(
+                f"{self._where()}masks do not cover exactly the model's prunable "
+                "tensors: "
+                + "; ".join(
+                    part
+                    for part in (
+                        uncovered and f"no mask for {_first(uncovered)}",
+                        extra and f"masks for tensors it lacks {_first(extra)}",
+                        wrong and f"shape mismatches {_first(wrong)}",
+                    )
+                    if part
+                )
+            )
+        if self.n_model_params is not None and self.n_model_params != n_params:
+            raise MaskError(
+                f"{self._where()}made for a model of {self.n_model_params} parameters; "
+                f"this model has {n_params}"
             )
 
     def __eq__(self, other: object) -> bool:
@@ -342,6 +414,7 @@ class MaskSet:
         if (
             self._shapes != other._shapes
             or self.n_model_params != other.n_model_params
+            or self.scope != other.scope
             or set(self._masks) != set(other._masks)
         ):
             return False

@@ -3,8 +3,11 @@
 Layout of a mask directory::
 
     manifest.json     format name and version, bit order, tasks, tensor names (sorted)
-                      and shapes, n_model_params, and per task: file name, n_total,
-                      n_kept, kept count per tensor (in name order), sha256 of the file
+                      and shapes, the pruning scope policy that chose them,
+                      n_model_params, and per task: file name, n_total, n_kept, kept
+                      count per tensor (in name order), sha256 of the file; and
+                      ``checksum``: the sha256 of the manifest's canonical JSON
+                      (sorted keys, no spaces) without the checksum itself
     <task>.mask       the task's masks concatenated in manifest order, each flattened
                       row-major, packed 8 per byte with ``numpy.packbits(...,
                       bitorder="little")``: element ``i`` is bit ``i % 8`` (least
@@ -14,7 +17,11 @@ Layout of a mask directory::
 No pickle anywhere; loading validates sizes, checksums and counts and raises
 :class:`MaskFileError` naming the file. :func:`save_masks` writes into a temporary
 sibling directory and renames it into place, so readers never see a half-written set
-and an existing set is replaced only after the new one is complete.
+and an existing set is replaced only after the new one is complete; the next save
+removes what a killed save left and restores a set a kill left moved aside.
+
+Version 1 manifests (no checksum, no scope) are refused with the command that upgrades
+them (:func:`upgrade_masks`, ``uslu_masks upgrade``).
 """
 
 import hashlib
@@ -30,10 +37,14 @@ import torch
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
+from espnet_pruning.fileio import fsync_dir
 from espnet_pruning.pruning.masks import MaskError, MaskSet, check_task_name
+from espnet_pruning.pruning.scope import PruningScope
 
 FORMAT = "espnet_pruning.masks"
-VERSION = 1
+VERSION = 2
+#: Version 1: no checksum and no scope; read only by :func:`upgrade_masks`.
+LEGACY_VERSION = 1
 MANIFEST = "manifest.json"
 BITORDER = "little"
 SUFFIX = ".mask"
@@ -76,6 +87,13 @@ def _write_packed(path: Path, pieces: Iterator[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def manifest_checksum(manifest: Mapping) -> str:
+    """sha256 of the canonical JSON of ``manifest`` without its ``checksum`` key."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def _manifest(maskset: MaskSet, files: Dict[str, str], digests: Dict[str, str]) -> dict:
     per_task = {}
     for task in maskset.tasks:
@@ -87,29 +105,19 @@ def _manifest(maskset: MaskSet, files: Dict[str, str], digests: Dict[str, str]) 
             "per_tensor": [counts[n] for n in maskset.names],
             "sha256": digests[task],
         }
-    return {
+    manifest = {
         "format": FORMAT,
         "version": VERSION,
         "bitorder": BITORDER,
         "tasks": list(maskset.tasks),
         "names": list(maskset.names),
         "shapes": [list(s) for s in maskset.shapes.values()],
+        "scope": None if maskset.scope is None else maskset.scope.to_dict(),
         "n_model_params": maskset.n_model_params,
         "masks": per_task,
     }
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    manifest["checksum"] = manifest_checksum(manifest)
+    return manifest
 
 
 @typechecked
@@ -136,6 +144,7 @@ def save_masks(maskset: MaskSet, directory: Union[str, Path]) -> Path:
         (2, True)
     """
     directory = Path(directory)
+    _clean_debris(directory)
     if directory.exists() and (
         not directory.is_dir()
         or (any(directory.iterdir()) and not (directory / MANIFEST).is_file())
@@ -157,7 +166,7 @@ def save_masks(maskset: MaskSet, directory: Union[str, Path]) -> Path:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         old = None
         if directory.exists():
             # Two renames: the old set is moved aside only once the new one is whole.
@@ -171,7 +180,7 @@ def save_masks(maskset: MaskSet, directory: Union[str, Path]) -> Path:
             if old is not None:
                 os.rename(old / "set", directory)
             raise
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -180,32 +189,87 @@ def save_masks(maskset: MaskSet, directory: Union[str, Path]) -> Path:
     return directory
 
 
+def _aside(directory: Path) -> List[Path]:
+    """Sets a killed save moved aside (``.<name>.old-*/set``), newest first."""
+    olds = directory.parent.glob(f".{directory.name}.old-*")
+    return sorted(
+        (p / "set" for p in olds if (p / "set" / MANIFEST).is_file()),
+        key=lambda p: p.stat().st_mtime_ns,
+        reverse=True,
+    )
+
+
+def _clean_debris(directory: Path) -> None:
+    """Restore a set a killed save left moved aside; remove its temporary folders."""
+    if not directory.parent.is_dir():
+        return
+    aside = _aside(directory)
+    if aside and not directory.exists() and not directory.is_symlink():
+        os.rename(aside[0], directory)
+        fsync_dir(directory.parent)
+    for pattern in (f".{directory.name}.tmp-*", f".{directory.name}.old-*"):
+        for p in directory.parent.glob(pattern):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 # --------------------------------------------------------------------- loading
-def _read_manifest(directory: Path) -> dict:
+def _upgrade_hint(directory: Path) -> str:
+    return (
+        f"upgrade it with: python -m espnet_pruning.bin.uslu_masks upgrade "
+        f"--mask_dir {directory} --train_config <config.yaml of the model the masks "
+        "were made for> [--scope_config <the PruningScope YAML used at init>]"
+    )
+
+
+def _read_manifest(directory: Path, legacy: bool = False) -> dict:
     path = directory / MANIFEST
+    if not directory.exists():
+        aside = _aside(directory)
+        hint = (
+            f"; an interrupted save left the previous set in {aside[0]} (run the "
+            "command again, or move it back)"
+            if aside
+            else ""
+        )
+        raise MaskFileError(f"mask directory {directory} does not exist{hint}")
     if not directory.is_dir():
-        raise MaskFileError(f"mask directory {directory} does not exist")
+        raise MaskFileError(
+            f"{directory}: not a mask directory (a file; expected a directory with "
+            f"{MANIFEST})"
+        )
     if not path.is_file():
-        raise MaskFileError(f"{path}: missing manifest")
+        raise MaskFileError(f"{path}: missing manifest (not a mask directory?)")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MaskFileError(f"{path}: invalid JSON ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise MaskFileError(f"{path}: not a {FORMAT} manifest")
-    if manifest.get("version") != VERSION:
+    version = manifest.get("version")
+    if version == LEGACY_VERSION and not legacy:
         raise MaskFileError(
-            f"{path}: format version {manifest.get('version')!r} is not supported "
-            f"(expected {VERSION})"
+            f"{path}: format version 1 has no checksum and no pruning scope; "
+            + _upgrade_hint(directory)
         )
+    if version != (LEGACY_VERSION if legacy else VERSION):
+        raise MaskFileError(
+            f"{path}: format version {version!r} is not supported (expected "
+            f"{LEGACY_VERSION if legacy else VERSION})"
+        )
+    if not legacy and manifest.get("checksum") != manifest_checksum(manifest):
+        raise MaskFileError(f"{path}: manifest checksum mismatch (corrupt manifest)")
     try:
-        _check_manifest(manifest)
+        _check_manifest(manifest, legacy)
     except (KeyError, TypeError, ValueError) as e:
         raise MaskFileError(f"{path}: malformed manifest ({e!r})") from None
     return manifest
 
 
-def _check_manifest(m: dict) -> None:
+def _check_manifest(m: dict, legacy: bool = False) -> None:
+    if not legacy and m["scope"] is not None:
+        if not isinstance(m["scope"], dict):
+            raise TypeError("scope must be an object or null")
+        PruningScope.from_dict(m["scope"])
     if m["bitorder"] != BITORDER:
         raise ValueError(f"bitorder {m['bitorder']!r}")
     names, shapes, tasks = m["names"], m["shapes"], m["tasks"]
@@ -301,7 +365,8 @@ def load_masks(
 
     Raises:
         MaskFileError: For a missing manifest or file, invalid JSON, an unsupported
-            format version, a truncated or oversized file, a checksum or kept-count
+            format version (version 1: with the upgrade command), a manifest or file
+            checksum mismatch, a truncated or oversized file, a kept-count
             mismatch, an unknown task, or masks that do not fit ``expected_shapes``;
             the message names the file (or the first mismatching tensor).
     """
@@ -317,11 +382,25 @@ def load_masks(
             f"{directory / MANIFEST}: no masks for tasks {unknown}; "
             f"has {manifest['tasks']}"
         )
-    masks = {t: _read_task(directory, t, manifest["masks"][t], shapes) for t in wanted}
+    return _mask_set(directory, manifest, shapes, wanted)
+
+
+def _mask_set(
+    directory: Path, manifest: dict, shapes: Dict[str, Tuple[int, ...]], tasks
+) -> MaskSet:
+    masks = {t: _read_task(directory, t, manifest["masks"][t], shapes) for t in tasks}
+    scope = manifest.get("scope")
     try:
-        return MaskSet(shapes, masks, manifest["n_model_params"])
+        ms = MaskSet(
+            shapes,
+            masks,
+            manifest["n_model_params"],
+            None if scope is None else PruningScope.from_dict(scope),
+        )
     except MaskError as e:
         raise MaskFileError(f"{directory / MANIFEST}: {e}") from None
+    ms.source = str(directory)
+    return ms
 
 
 def _check_expected(
@@ -354,3 +433,42 @@ def mask_file_paths(directory: Union[str, Path]) -> List[Path]:
     return [directory / MANIFEST] + [
         directory / manifest["masks"][t]["file"] for t in manifest["tasks"]
     ]
+
+
+@typechecked
+def upgrade_masks(
+    directory: Union[str, Path],
+    model: torch.nn.Module,
+    scope: PruningScope,
+    output: Optional[Union[str, Path]] = None,
+) -> Path:
+    """Rewrite a version-1 mask set as the current version (checksum and scope).
+
+    The set must cover exactly the prunable parameters of ``model`` under ``scope``
+    (the model and scope it was made with) and record its parameter count.
+
+    Args:
+        directory: The version-1 mask directory.
+        model: A model built from the config the masks were made for.
+        scope: The pruning scope used when the masks were created.
+        output: Where to write the upgraded set (default: replace ``directory``).
+
+    Returns:
+        The upgraded mask directory.
+
+    Raises:
+        MaskFileError: A damaged set, one not of version 1, or masks that do not fit
+            ``model`` under ``scope``.
+    """
+    directory = Path(directory)
+    manifest = _read_manifest(directory, legacy=True)
+    shapes = {n: tuple(s) for n, s in zip(manifest["names"], manifest["shapes"])}
+    ms = _mask_set(directory, manifest, shapes, manifest["tasks"])
+    ms.scope = scope
+    try:
+        ms.check_compatible(model)
+    except MaskError as e:
+        raise MaskFileError(f"{e} (under scope {scope.to_dict()})") from None
+    if ms.n_model_params is None:
+        ms.n_model_params = sum(p.numel() for p in model.parameters())
+    return save_masks(ms, directory if output is None else Path(output))

@@ -40,6 +40,8 @@ def label_pairs(paired: PairedTexts) -> Tuple[List[str], List[Optional[str]]]:
     for uttid, ref in zip(paired.uttids, paired.refs):
         label = first_token(ref)
         if label is None:
-            raise ScoringError(f"reference of utterance {uttid!r} is empty (no label)")
+            raise ScoringError(
+                f"reference of utterance {uttid!r} is empty (no label)", uttid, "ref"
+            )
         ref_labels.append(label)
     return ref_labels, [first_token(h) for h in paired.hyps]

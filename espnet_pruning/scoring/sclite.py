@@ -81,7 +81,9 @@ def write_trn(path: Path, uttids: Sequence[str], texts: Sequence[str]) -> None:
         if "(" in uttid or ")" in uttid:
             raise ScoringError(
                 f"utterance id {uttid!r} contains a parenthesis, which sclite's trn "
-                "format cannot represent"
+                "format cannot represent",
+                uttid,
+                "ref",
             )
         if any(c in text for c in "\t\n\r"):
             raise ScoringError(f"text of utterance {uttid!r} contains a tab or newline")

@@ -185,7 +185,9 @@ def score_slu_f1(
         if gold.malformed:
             raise ScoringError(
                 f"reference of utterance {uttid!r} has a malformed entity chunk "
-                f"{gold.malformed[0]!r} (expected '<entity:TYPE> <FILL> words')"
+                f"{gold.malformed[0]!r} (expected '<entity:TYPE> <FILL> words')",
+                uttid,
+                "ref",
             )
         pred = parse_entities(hyp)
         n_gold += len(gold.entities)

@@ -185,7 +185,9 @@ def pair_texts(refs: Mapping[str, str], hyps: Mapping[str, str]) -> PairedTexts:
     if unknown:
         raise ScoringError(
             f"{len(unknown)} hypothesis utterance id(s) have no reference: "
-            f"{_some_ids(unknown)}"
+            f"{_some_ids(unknown)}",
+            unknown[0],
+            "hyp",
         )
     uttids = tuple(refs)
     missing = tuple(u for u in uttids if u not in hyps)

@@ -398,6 +398,31 @@ class USLUTask(AbsTask):
             cls.restrict_trainable(model, args.update_only)
         return model
 
+    @classmethod
+    @typechecked
+    def build_unmasked_model(
+        cls, config_file: Path
+    ) -> Tuple[ESPnetUSLUModel, argparse.Namespace]:
+        """The model a training config builds, without its ``--mask_dir`` masks.
+
+        For checking a mask set against the model (names, shapes, parameter count):
+        the config's own masks may be the ones under test. The weights are the
+        freshly built ones.
+
+        Raises:
+            DataError: If the config file does not exist or is not a mapping.
+        """
+        import yaml
+
+        if not config_file.is_file():
+            raise DataError(f"{config_file}: training config not found")
+        with open(config_file, encoding="utf-8") as f:
+            conf = yaml.safe_load(f)
+        if not isinstance(conf, dict):
+            raise DataError(f"{config_file}: not a training config (a YAML mapping)")
+        args = argparse.Namespace(**dict(conf, mask_dir=None, update_only=None))
+        return cls.build_model(args), args
+
     @staticmethod
     @typechecked
     def restrict_trainable(model: torch.nn.Module, patterns: List[str]) -> None:

@@ -16,6 +16,7 @@ from typing import List, Sequence
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
+from espnet_pruning.train.checkpoints import check_torch_file, finished_epoch
 
 DONE = ".done"
 
@@ -63,12 +64,21 @@ def run_training(train_args: Sequence[str], output_dir: Path) -> Path:
 
 @typechecked
 def final_checkpoint(output_dir: Path) -> Path:
-    """The weights after the last epoch of a finished run (``latest.pth``).
+    """The weights after the last epoch of a finished run: ``{N}epoch.pth``.
+
+    ``N`` is the epoch recorded in the run's ``checkpoint.pth``, not the target of the
+    ``latest.pth`` link, so a link left behind by an older interrupted run cannot
+    select other weights than the training produced.
 
     Raises:
-        InputError: If the run has no final checkpoint.
+        InputError: If the run has no complete final checkpoint.
     """
-    path = output_dir / "latest.pth"
+    epoch = finished_epoch(output_dir)
+    path = output_dir / f"{epoch}epoch.pth"
     if not path.is_file():
-        raise InputError(f"{path}: no final checkpoint (did the training run finish?)")
+        raise InputError(
+            f"{path}: missing, but {output_dir / 'checkpoint.pth'} records epoch "
+            f"{epoch}; delete {output_dir} to train the run again"
+        )
+    check_torch_file(path)
     return path

@@ -1,4 +1,9 @@
-"""ESPnet's Trainer, plus frozen weights kept exact in the n-best averaged models.
+"""ESPnet's Trainer with atomic checkpoints and frozen weights kept exact in averages.
+
+Every checkpoint ESPnet writes (``checkpoint.pth``, ``{N}epoch.pth``, averaged models,
+``latest``/best links) goes into a stage directory first and is published whole by a
+rename (:mod:`espnet_pruning.train.checkpoints`): a kill at any instant leaves the last
+complete epoch, from which ``--resume true`` continues.
 
 With ``--update_outside_mask freeze`` the optimizer steps never move a weight outside
 the trained tasks' masks, but ESPnet's ``average_nbest_models`` sums and divides the
@@ -9,8 +14,10 @@ from the trained model in memory, whose frozen entries are the starting values b
 bit (that is what the restriction guarantees, across resumes too).
 """
 
+import dataclasses
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,10 +25,18 @@ import torch
 from espnet2.train.trainer import Trainer
 
 from espnet_pruning.pruning.apply import restore_frozen
+from espnet_pruning.train.checkpoints import (
+    STAGE,
+    CheckpointError,
+    commit,
+    prepare_stage,
+    release_stage,
+    restart_hint,
+)
 
 
 class USLUTrainer(Trainer):
-    """ESPnet's Trainer; averaged checkpoints keep frozen weights exact."""
+    """ESPnet's Trainer; checkpoints are atomic, averages keep frozen weights exact."""
 
     @classmethod
     def run(
@@ -35,7 +50,24 @@ class USLUTrainer(Trainer):
         trainer_options,
         distributed_option,
     ) -> None:
-        """``Trainer.run``, then the repair of the averaged checkpoints (rank 0)."""
+        """``Trainer.run`` into the stage, then repair of the averages and the commit.
+
+        Rank 0 rebuilds the stage from the committed files (the other ranks wait), so
+        every rank resumes from the last complete ``checkpoint.pth``.
+        """
+        output_dir = Path(trainer_options.output_dir)
+        rank0 = not distributed_option.distributed or distributed_option.dist_rank == 0
+        if rank0:
+            log_dirs = ["images"] if trainer_options.use_matplotlib else []
+            if trainer_options.use_tensorboard:
+                log_dirs.append("tensorboard")
+            if plot_attention_iter_factory is not None:
+                log_dirs.append("att_ws")
+            stage = prepare_stage(output_dir, log_dirs)
+        else:
+            stage = output_dir / STAGE
+        if distributed_option.distributed:
+            torch.distributed.barrier()
         super().run(
             model=model,
             optimizers=optimizers,
@@ -43,15 +75,43 @@ class USLUTrainer(Trainer):
             train_iter_factory=train_iter_factory,
             valid_iter_factory=valid_iter_factory,
             plot_attention_iter_factory=plot_attention_iter_factory,
-            trainer_options=trainer_options,
+            trainer_options=dataclasses.replace(trainer_options, output_dir=stage),
             distributed_option=distributed_option,
         )
-        scope = getattr(model, "frozen_scope", None)
-        if scope is None:
+        if not rank0:
             return
-        if distributed_option.distributed and distributed_option.dist_rank != 0:
-            return
-        repair_averaged(model, Path(trainer_options.output_dir))
+        if getattr(model, "frozen_scope", None) is not None:
+            repair_averaged(model, stage)
+        commit(stage)
+        shutil.rmtree(stage)
+
+    @classmethod
+    def train_one_epoch(cls, *args, **kwargs) -> bool:
+        """Commit the previous epoch's files (rank 0), then ESPnet's epoch.
+
+        ESPnet writes nothing between the end of an epoch's checkpoint writes and the
+        start of the next epoch's training, so the stage holds complete files here.
+        """
+        dist = kwargs["distributed_option"]
+        if not dist.distributed or dist.dist_rank == 0:
+            stage = Path(kwargs["options"].output_dir)
+            commit(stage)
+            release_stage(stage, kwargs["reporter"].get_epoch())
+        return super().train_one_epoch(*args, **kwargs)
+
+    @staticmethod
+    def resume(checkpoint, *args, **kwargs) -> None:
+        """ESPnet's resume; a checkpoint that cannot be read is one named error."""
+        try:
+            Trainer.resume(checkpoint, *args, **kwargs)
+        except (RuntimeError, EOFError, OSError, KeyError, ValueError) as e:
+            path = Path(checkpoint)
+            path = path.parent.parent / path.name if path.parent.name == STAGE else path
+            raise CheckpointError(
+                f"{path}: cannot resume from it ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}); "
+                + restart_hint(path.parent)
+            ) from e
 
 
 def repair_averaged(model: torch.nn.Module, output_dir: Path) -> int:

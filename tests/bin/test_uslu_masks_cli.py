@@ -142,3 +142,84 @@ def test_bad_inputs(tiny_trained, tmp_path):
         check=False,
     )
     assert proc.returncode == 1 and "has no mask for task 'er_iemocap'" in proc.stderr
+
+
+def _fail(main, args, capsys):
+    """Run a CLI ``main`` in-process; it must exit 1 with one ERROR line."""
+    import pytest
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("ERROR: ")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def test_masks_of_another_model_are_refused_naming_the_folder(
+    tiny_trained, tiny_data, tmp_path, capsys
+):
+    """Masks made for a model with fewer layers: prune and training refuse them,
+    naming the mask folder and the first tensors without a mask."""
+    import yaml
+    from tiny import train_args, write_train_config
+
+    from espnet_pruning.bin import mask_info, uslu_masks, uslu_train
+
+    conf = yaml.safe_load((tiny_trained / "config.yaml").read_text())
+    conf["encoder_conf"]["whisper_dims"]["n_audio_layer"] = 1
+    (tmp_path / "fewer.yaml").write_text(yaml.safe_dump(conf))
+    fewer = tmp_path / "fewer"
+    uslu_masks.main(
+        ["init", "--train_config", str(tmp_path / "fewer.yaml"), "--tasks", "ic_fsc"]
+        + ["--output", str(fewer)]
+    )
+    expected = (
+        f"ERROR: mask set {fewer}: masks do not cover exactly the model's prunable "
+        "tensors: no mask for ['encoder.encoders.blocks.1."
+    )
+    error = _fail(
+        uslu_masks.main,
+        ["prune", "--mask_dir", fewer, "--task", "ic_fsc", "--model_file"]
+        + [tiny_trained / "valid.loss.best.pth", "--output", tmp_path / "o"],
+        capsys,
+    )
+    assert error.startswith(expected) and not (tmp_path / "o").exists()
+    config = write_train_config(tmp_path / "train.yaml", max_epoch=1)
+    args = train_args(tiny_data, tmp_path / "exp", config, tiny_data / "tokens.txt")
+    error = _fail(uslu_train.main, [*args, "--mask_dir", fewer], capsys)
+    assert error.startswith(expected)
+
+    error = _fail(
+        uslu_masks.main,
+        ["init", "--train_config", tiny_trained / "config.yaml", "--tasks"]
+        + ["ic_fsc", "no_such_task", "--output", tmp_path / "bad"],
+        capsys,
+    )
+    assert "unknown task(s) ['no_such_task']" in error
+    assert not (tmp_path / "bad").exists()
+    error = _fail(mask_info.main, [tiny_trained / "config.yaml"], capsys)
+    assert error == f"ERROR: {tiny_trained / 'config.yaml'}: not a mask directory " + (
+        "(a file; expected a directory with manifest.json)"
+    )
+
+
+def test_upgrade_of_a_version1_set(tiny_trained, tmp_path, capsys):
+    import json
+
+    from espnet_pruning.bin import mask_info, uslu_masks
+
+    r0 = tmp_path / "r0"
+    config = tiny_trained / "config.yaml"
+    uslu_masks.main(["init", "--train_config", str(config), "--output", str(r0)])
+    current = load_masks(r0)
+    manifest = json.loads((r0 / "manifest.json").read_text())
+    del manifest["checksum"], manifest["scope"]
+    manifest["version"] = 1
+    (r0 / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    error = _fail(mask_info.main, [r0], capsys)
+    assert f"uslu_masks upgrade --mask_dir {r0} --train_config" in error
+    uslu_masks.main(["upgrade", "--mask_dir", str(r0), "--train_config", str(config)])
+    assert load_masks(r0) == current

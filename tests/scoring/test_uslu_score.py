@@ -47,18 +47,23 @@ def test_wer_cli_keeps_sclite_files(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "ref_text, hyp_text, message",
+    "metric, ref_text, hyp_text, message",
     [
-        ("u1 a\nu1 b\n", "u1 a\n", "ref:2: duplicate utterance id 'u1'"),
-        ("u1 a\n", "u1 a\n\n", "hyp:2: empty line"),
-        ("u1 a\n", "u1 a\nzz b\n", "no reference: 'zz'"),
+        ("macro_f1", "u1 a\nu1 b\n", "u1 a\n", "ref:2: duplicate utterance id 'u1'"),
+        ("macro_f1", "u1 a\n", "u1 a\n\n", "hyp:2: empty line"),
+        ("macro_f1", "u1 a\n", "u1 a\nzz b\n", "hyp:2: 1 hypothesis utterance id"),
+        ("macro_f1", "u1 a\nu2\n", "u1 a\n", "ref:2: reference of utterance 'u2'"),
+        ("slu_f1", "u1 a\nu2 <entity:date> x <SEP> y\n", "u1 a\n", "ref:2: reference"),
+        ("wer", "u1 a\nu(2 b\n", "u1 a\n", "ref:2: utterance id 'u(2' contains"),
+        ("wer", "u1 .\n", "u1 a\n", "scoring "),
     ],
 )
-def test_cli_bad_input(tmp_path, capsys, ref_text, hyp_text, message):
+def test_cli_bad_input(tmp_path, capsys, metric, ref_text, hyp_text, message):
+    """Every input error names the file, and the line where there is one."""
     ref = write(tmp_path / "ref", ref_text)
     hyp = write(tmp_path / "hyp", hyp_text)
     with pytest.raises(SystemExit) as e:
-        main(["--metric", "macro_f1", "--ref", str(ref), "--hyp", str(hyp),
+        main(["--metric", metric, "--ref", str(ref), "--hyp", str(hyp),
               "--out_dir", str(tmp_path / "o")])  # fmt: skip
     assert e.value.code == 1
     err = capsys.readouterr().err

@@ -157,7 +157,8 @@ def test_update_only_matching_nothing_is_a_clear_error(
 
 def test_bad_masks_fail_before_training(tiny_data, tiny_trained, masks, tmp_path):
     config = write_train_config(tmp_path / "c.yaml", max_epoch=1)
-    other = MaskSet.ones([NEW], {"encoder.encoders.conv1.weight": (3, 3)})
+    shapes = {"encoder.encoders.conv1.weight": (3, 3)}
+    other = MaskSet.ones([NEW], shapes, scope=PruningScope())
     save_masks(other, tmp_path / "other")
     for mask_dir, extra, message in (
         (tmp_path / "other", [], "encoder.encoders.conv1.weight"),

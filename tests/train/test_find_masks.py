@@ -257,3 +257,30 @@ def test_killed_round_resumes_bit_identically(setup, tmp_path):
             setup["root"] / "round1" / task / "latest.pth", weights_only=True
         )
         assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_round_killed_after_a_checkpoint_write_prunes_the_final_weights(
+    setup, tmp_path
+):
+    """The issue's case: a kill right after ESPnet wrote the last epoch's
+    checkpoint.pth (its epoch file and latest.pth not yet); the rerun prunes the
+    weights of the finished training, not of the epoch before."""
+    from kill_testlib import run_forked
+
+    out = tmp_path / "round1"
+
+    def round1():
+        find_masks_round(
+            setup["theta0"],
+            setup["root"] / "round0",
+            out,
+            setup["args"],
+            setup["hp"],
+            1,
+        )
+
+    assert run_forked(round1, kill=["save", "checkpoint.pth", 2, "after"]) == "killed"
+    first = task_order(TASKS, 3, 1)[0]
+    assert (out / first / "checkpoint.pth").is_file() and not (out / "masks").exists()
+    assert run_forked(round1) == "finished"
+    assert load_masks(out / "masks") == load_masks(setup["r1"])
