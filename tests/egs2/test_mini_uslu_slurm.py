@@ -138,9 +138,9 @@ def starting(run: Path, log: Path) -> bool:
 
 
 def in_second_epoch(run: Path, log: Path) -> bool:
-    """Epoch 1 and its checkpoint are written, epoch 2 trains. (Not while a checkpoint
-    is written: ESPnet's Trainer writes checkpoint.pth in place, so a job killed then
-    leaves a truncated file that the rerun cannot load.)"""
+    """Epoch 1 and its checkpoint are written, epoch 2 trains: the rerun has an epoch to
+    resume from (a cancel inside a checkpoint write is covered by the kill tests of
+    tests/train/test_checkpoint_kills.py)."""
     return "2/2epoch started" in log.read_text() and not (run / ".done").exists()
 
 
