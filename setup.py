@@ -24,5 +24,15 @@ setup(
         "PyYAML",
         "typeguard",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": [
+            "pytest",
+            # SLURP's official scorer (tests/scoring/test_slurp_official.py), at the
+            # versions its requirements.txt pins (tabulate 0.8.7 fails on Python 3.12)
+            "jiwer==2.0.0",
+            "textdistance==4.1.5",
+            "progress==1.5",
+            "tabulate==0.9.0",
+        ]
+    },
 )
