@@ -27,7 +27,8 @@ from typeguard import typechecked
 
 from espnet_pruning.fileio import atomic_write_text
 from espnet_pruning.scoring import METRICS, MetricResult, ScoringError, read_text
-from espnet_pruning.scoring.figures import FIGURES, get_figure, report_figures
+from espnet_pruning.scoring.figures import report_figures
+from espnet_pruning.scoring.registry import FIGURES
 from espnet_pruning.scoring.text import MISSING_POLICIES, apply_missing_policy
 
 RESULT_JSON = "result.json"
@@ -136,7 +137,7 @@ def score_files(
         raise ScoringError(f"cannot create {out_dir}: {e.strerror or e}") from None
     result = METRICS[metric](refs, hyps, out_dir)
     for name in figures:
-        result.details[name] = get_figure(name)(refs, hyps)
+        result.details[name] = FIGURES[name](refs, hyps)
     result.details["n_missing"] = len(missing_ids)
     result.details["missing"] = missing
     record = result.to_dict()

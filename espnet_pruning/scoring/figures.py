@@ -1,46 +1,17 @@
-"""Figures reported beside a task's metric, and the flat list of them a results table shows.
+"""The figures reported beside a task's metric, as rows of a results table.
 
-A task specifier may name figures (``figures: [slurp_intent]`` in ``tasks.yaml``);
-``uslu_score`` computes them on the same references and hypotheses as the metric and keeps
-them in ``result.json`` under ``details[<figure name>]``. :func:`report_figures` turns a
+A task specifier may name figures (``figures: [slurp_intent]`` in ``tasks.yaml``, the
+functions in :data:`espnet_pruning.scoring.registry.FIGURES`); ``uslu_score`` computes
+them on the same references and hypotheses as the metric and keeps them in
+``result.json`` under ``details[<figure name>]``. :func:`report_figures` turns a
 ``result.json`` record into the ``{label: value}`` rows of ``RESULTS.md``: SLURP's
 scenario and action accuracy for ``slurp_intent``, and SLU precision and recall, word-F1,
 char-F1 and exact-span F1 for ``slu_f1`` (every one higher-is-better, in percent).
 """
 
-from typing import Callable, Dict, Mapping
+from typing import Dict, Mapping
 
 from typeguard import typechecked
-
-from espnet_pruning.scoring.errors import ScoringError
-from espnet_pruning.scoring.slurp_intent import slurp_intent_figures
-
-#: ``figure(refs, hyps) -> {name: value}``.
-FigureFn = Callable[[Mapping[str, str], Mapping[str, str]], Dict[str, float]]
-
-#: Every figure a task specifier may name.
-FIGURES: Dict[str, FigureFn] = {"slurp_intent": slurp_intent_figures}
-
-
-@typechecked
-def get_figure(name: str) -> FigureFn:
-    """The function computing a figure.
-
-    Args:
-        name: A key of :data:`FIGURES`.
-
-    Returns:
-        The function.
-
-    Raises:
-        ScoringError: Unknown figure (the message lists the known ones).
-    """
-    try:
-        return FIGURES[name]
-    except KeyError:
-        raise ScoringError(
-            f"unknown figure {name!r}; known: {', '.join(sorted(FIGURES))}"
-        ) from None
 
 
 @typechecked

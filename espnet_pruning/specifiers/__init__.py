@@ -20,7 +20,7 @@ from espnet_pruning.errors import InputError
 BUILTIN_FILE = Path(__file__).with_name("tasks.yaml")
 TARGETS = ("classification", "transcript", "entities")
 METRICS = ("accuracy", "macro_f1", "wer", "slu_f1")
-#: Figures reported beside the metric (``espnet_pruning.scoring.figures.FIGURES``).
+#: Figures reported beside the metric (``espnet_pruning.scoring.registry.FIGURES``).
 FIGURES = ("slurp_intent",)
 #: Tokens the entity target format uses besides the ``<entity:TYPE>`` tags.
 ENTITY_SEPARATORS = ("<SEP>", "<FILL>")

@@ -6,7 +6,7 @@ import pytest
 
 from espnet_pruning import specifiers
 from espnet_pruning.scoring import METRICS, ScoringError, get_metric
-from espnet_pruning.scoring.figures import FIGURES, get_figure
+from espnet_pruning.scoring.registry import FIGURES
 
 
 def test_metric_names_match_task_specifiers():
@@ -25,7 +25,3 @@ def test_unknown_metric():
     with pytest.raises(ScoringError, match="unknown metric 'bleu'; known: accuracy"):
         get_metric("bleu")
 
-
-def test_unknown_figure():
-    with pytest.raises(ScoringError, match="unknown figure 'x'; known: slurp_intent"):
-        get_figure("x")
