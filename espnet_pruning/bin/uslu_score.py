@@ -116,7 +116,7 @@ def score_files(
         ref: Reference text file (``<uttid> <text>`` lines).
         hyp: Hypothesis text file.
         out_dir: Output directory (created if needed).
-        figures: Keys of :data:`espnet_pruning.scoring.figures.FIGURES`, each scored
+        figures: Keys of :data:`espnet_pruning.scoring.registry.FIGURES`, each scored
             into ``details[<name>]``.
         missing: ``skip`` or ``empty``
             (:func:`espnet_pruning.scoring.text.apply_missing_policy`).

@@ -33,8 +33,8 @@ def read_text(path: Union[str, Path]) -> Dict[str, str]:
 
     The text is kept as written between the id and the line end, without leading and
     trailing white space (runs of white space inside it are kept: SLURP's character
-    distance sees them); a line holding only an id maps to the empty text. A trailing newline is optional; ``\\r\\n`` line ends are
-    accepted.
+    distance sees them); a line holding only an id maps to the empty text. A trailing
+    newline is optional; ``\\r\\n`` line ends are accepted.
 
     Args:
         path: The file.
@@ -84,7 +84,7 @@ def read_text(path: Union[str, Path]) -> Dict[str, str]:
 
 @typechecked
 def strip_prompt_tokens(text: str, keep_spaces: bool = False) -> str:
-    """Remove every ``<|...|>`` token and collapse whitespace.
+    """Remove every ``<|...|>`` token and (unless ``keep_spaces``) collapse whitespace.
 
     Tokens are removed wherever they occur, also when glued to each other or to a word
     (``<|en|><|ic|>alarm_set`` gives ``alarm_set``).
