@@ -3,7 +3,8 @@
 
 Example:
     python -m espnet_pruning.bin.task_info --task ic_slurp --field metric   # accuracy
-    python -m espnet_pruning.bin.task_info --task ic_slurp --field score    # accuracy+slurp_intent
+    # accuracy+slurp_intent (uslu_score's METRIC[+FIGURE...]):
+    python -m espnet_pruning.bin.task_info --task ic_slurp --field score
 """
 
 import argparse

@@ -23,10 +23,10 @@ Targets: IC ``<scenario>_<action> SEP <transcript>`` (the label from the ``scena
 gold fillers (``release2prediction`` in the SLURP repository's
 ``scripts/evaluation/util.py``): the ``surface`` of each token of the span, lowercased,
 joined by single spaces (``tomorrow 's``, ``u. s. d.``), so that a model reproducing the
-references scores 100 there. Transcripts are normalised (:func:`prep.normalize_transcript`;
-``<unk>`` read as ``unknown``). Speakers from ``metadata.json`` (``usrid``); synthetic speech has
-the one speaker ``synthetic``. Utterance ids end with the recording's file stem
-(``...-audio-1490007041-headset``).
+references scores 100 there. Transcripts are normalised
+(:func:`prep.normalize_transcript`; ``<unk>`` read as ``unknown``). Speakers from
+``metadata.json`` (``usrid``); synthetic speech has the one speaker ``synthetic``.
+Utterance ids end with the recording's file stem (``...-audio-1490007041-headset``).
 """
 
 import argparse
