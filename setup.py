@@ -25,7 +25,19 @@ setup(
         "typeguard",
         "safetensors",
     ],
-    # transformers and ctranslate2 define the formats whisper_import reads; the tests check
-    # our import against them.
-    extras_require={"test": ["pytest", "transformers", "ctranslate2"]},
+    extras_require={
+        "test": [
+            "pytest",
+            # transformers and ctranslate2 define the formats whisper_import reads; the
+            # tests check our import against them.
+            "transformers",
+            "ctranslate2",
+            # SLURP's official scorer (tests/scoring/test_slurp_official.py), at the
+            # versions its requirements.txt pins (tabulate 0.8.7 fails on Python 3.12)
+            "jiwer==2.0.0",
+            "textdistance==4.1.5",
+            "progress==1.5",
+            "tabulate==0.9.0",
+        ]
+    },
 )

@@ -3,6 +3,8 @@
 
 Example:
     python -m espnet_pruning.bin.task_info --task ic_slurp --field metric   # accuracy
+    # accuracy+slurp_intent (uslu_score's METRIC[+FIGURE...]):
+    python -m espnet_pruning.bin.task_info --task ic_slurp --field score
 """
 
 import argparse
@@ -21,7 +23,15 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--field",
         default=None,
-        choices=["prompt", "target", "metric", "labels", "description"],
+        choices=[
+            "prompt",
+            "target",
+            "metric",
+            "labels",
+            "description",
+            "figures",
+            "score",
+        ],
         help="print only this field",
     )
     return parser
@@ -36,8 +46,10 @@ def show(args: argparse.Namespace) -> None:
     spec = tasks[args.task]
     if args.field is None:
         print(json.dumps(tasks.subset([args.task]).to_dict()["tasks"], indent=2))
-    elif args.field in ("prompt", "labels"):
+    elif args.field in ("prompt", "labels", "figures"):
         print(" ".join(getattr(spec, args.field)))
+    elif args.field == "score":  # uslu_score's METRIC[+FIGURE...] field of --item
+        print("+".join((spec.metric, *spec.figures)))
     else:
         print(getattr(spec, args.field))
 

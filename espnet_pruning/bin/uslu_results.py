@@ -2,7 +2,11 @@
 """Collect the scores of an experiment into RESULTS.md (ESPnet convention) and JSON.
 
 Reads ``<exp>/decode_<test_set>/score/result.json`` (written by ``uslu_score``) for every
-``--test_set SET:TASK`` and writes one row per task. Both outputs are written atomically.
+``--test_set SET:TASK`` and writes one row per task. A task with further official figures
+(SLURP: scenario and action accuracy; SLU precision and recall, word-F1, char-F1 and
+span-F1) has them in its JSON row (``figures``) and as rows under its own in the table;
+hypotheses missing from a test set are counted in the JSON (``n_missing``, ``missing``)
+and noted under the table. Both outputs are written atomically.
 
 Example:
     python -m espnet_pruning.bin.uslu_results --exp exp/uslu_train \\
@@ -21,6 +25,7 @@ from typing import Dict, List, Optional, Sequence
 from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.errors import DataError
 from espnet_pruning.fileio import atomic_write_text
+from espnet_pruning.scoring.figures import report_figures
 
 
 def collect(exp: Path, test_sets: Sequence[str]) -> List[Dict]:
@@ -34,6 +39,7 @@ def collect(exp: Path, test_sets: Sequence[str]) -> List[Dict]:
         if not path.is_file():
             raise DataError(f"{path}: no score (run the scoring stage first)")
         result = json.loads(path.read_text())
+        details = result.get("details") or {}
         rows.append(
             dict(
                 task=task,
@@ -42,6 +48,9 @@ def collect(exp: Path, test_sets: Sequence[str]) -> List[Dict]:
                 value=result["value"],
                 n=result["n"],
                 higher_is_better=result.get("higher_is_better", True),
+                figures=report_figures(result),
+                n_missing=details.get("n_missing", 0),
+                missing=details.get("missing", "empty"),
             )
         )
     return rows
@@ -76,11 +85,24 @@ def markdown(
         "|task|test set|metric|value|#utt|",
         "|---|---|---|---|---|",
     ]
+    notes = []
     for r in rows:
         arrow = "↑" if r["higher_is_better"] else "↓"
         lines.append(
             f"|{r['task']}|{r['test_set']}|{r['metric']} {arrow}|{r['value']:.1f}|{r['n']}|"
         )
+        for label, value in r.get("figures", {}).items():
+            lines.append(
+                f"|{r['task']}|{r['test_set']}|{label} ↑|{value:.1f}|{r['n']}|"
+            )
+        if r.get("n_missing"):
+            how = "skipped" if r.get("missing") == "skip" else "scored as empty"
+            notes.append(
+                f"- {r['test_set']}: {r['n_missing']} utterance(s) without a hypothesis "
+                f"({how})"
+            )
+    if notes:
+        lines += [""] + notes
     return "\n".join(lines) + "\n"
 
 

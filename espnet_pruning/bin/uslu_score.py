@@ -8,7 +8,13 @@ Example:
 Prints the metric and writes ``OUT_DIR/result.json`` (written atomically); for ``wer`` the
 trn files and sclite's report ``result.txt`` are kept in ``OUT_DIR`` too. Bad input ends
 with one ``ERROR:`` line and exit status 1. Many decodings are scored in one process with
-repeated ``--item METRIC:REF:HYP:OUT_DIR`` (instead of the four options).
+repeated ``--item METRIC[+FIGURE...]:REF:HYP:OUT_DIR`` (instead of the four options).
+
+``--figures`` (or ``+FIGURE`` in an item) scores figures beside the metric, e.g.
+``slurp_intent`` (SLURP's scenario and action accuracy); they are kept in ``result.json``
+under ``details``. References without a hypothesis are skipped by default, as SLURP's
+official scorer does (``--missing empty`` scores them as empty hypotheses); their number
+is printed and kept in ``result.json`` (``details.n_missing``) either way.
 """
 
 import argparse
@@ -21,6 +27,9 @@ from typeguard import typechecked
 
 from espnet_pruning.fileio import atomic_write_text
 from espnet_pruning.scoring import METRICS, MetricResult, ScoringError, read_text
+from espnet_pruning.scoring.figures import report_figures
+from espnet_pruning.scoring.registry import FIGURES
+from espnet_pruning.scoring.text import MISSING_POLICIES, apply_missing_policy
 
 RESULT_JSON = "result.json"
 
@@ -33,30 +42,50 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hyp", type=Path, help="hypothesis text file")
     parser.add_argument("--out_dir", type=Path, help="where result.json is written")
     parser.add_argument(
+        "--figures",
+        nargs="+",
+        default=[],
+        choices=sorted(FIGURES),
+        help="figures scored beside --metric",
+    )
+    parser.add_argument(
         "--item",
         action="append",
         default=[],
-        help="METRIC:REF:HYP:OUT_DIR (repeatable; instead of the four above)",
+        help="METRIC[+FIGURE...]:REF:HYP:OUT_DIR (repeatable; instead of the options "
+        "above)",
+    )
+    parser.add_argument(
+        "--missing",
+        choices=MISSING_POLICIES,
+        default="skip",
+        help="references without a hypothesis: skip them (SLURP's official scorer) or "
+        "score them as empty hypotheses (default: %(default)s)",
     )
     return parser
 
 
 def score_items(args: argparse.Namespace):
-    """``(metric, ref, hyp, out_dir)`` of every scoring asked for."""
+    """``(metric, figures, ref, hyp, out_dir)`` of every scoring asked for."""
     items = []
     for item in args.item:
         parts = item.split(":")
-        if len(parts) != 4 or parts[0] not in METRICS:
+        names = parts[0].split("+")
+        if (
+            len(parts) != 4
+            or names[0] not in METRICS
+            or any(f not in FIGURES for f in names[1:])
+        ):
             raise ScoringError(
-                f"--item {item!r}: expected METRIC:REF:HYP:OUT_DIR, METRIC one of "
-                f"{sorted(METRICS)}"
+                f"--item {item!r}: expected METRIC[+FIGURE...]:REF:HYP:OUT_DIR, METRIC "
+                f"one of {sorted(METRICS)}, FIGURE one of {sorted(FIGURES)}"
             )
-        items.append((parts[0], *map(Path, parts[1:])))
+        items.append((names[0], tuple(names[1:]), *map(Path, parts[1:])))
     single = (args.metric, args.ref, args.hyp, args.out_dir)
     if any(x is not None for x in single) or not items:
         if any(x is None for x in single):
             raise ScoringError("--metric, --ref, --hyp and --out_dir are required")
-        items.append(single)
+        items.append((args.metric, tuple(args.figures), *single[1:]))
     return items
 
 
@@ -72,7 +101,14 @@ def write_json_atomic(path: Path, obj: Dict[str, Any]) -> None:
 
 
 @typechecked
-def score_files(metric: str, ref: Path, hyp: Path, out_dir: Path) -> MetricResult:
+def score_files(
+    metric: str,
+    ref: Path,
+    hyp: Path,
+    out_dir: Path,
+    figures: Sequence[str] = (),
+    missing: str = "skip",
+) -> MetricResult:
     """Score ``hyp`` against ``ref`` and write ``out_dir/result.json``.
 
     Args:
@@ -80,15 +116,21 @@ def score_files(metric: str, ref: Path, hyp: Path, out_dir: Path) -> MetricResul
         ref: Reference text file (``<uttid> <text>`` lines).
         hyp: Hypothesis text file.
         out_dir: Output directory (created if needed).
+        figures: Keys of :data:`espnet_pruning.scoring.registry.FIGURES`, each scored
+            into ``details[<name>]``.
+        missing: ``skip`` or ``empty``
+            (:func:`espnet_pruning.scoring.text.apply_missing_policy`).
 
     Returns:
-        The result.
+        The result; ``n`` counts the scored utterances, ``details`` has ``n_missing``
+        (references without a hypothesis) and ``missing`` (the policy).
 
     Raises:
         ScoringError: Bad input files (or sclite problems for ``wer``).
     """
-    refs = read_text(ref)
+    all_refs = read_text(ref)
     hyps = read_text(hyp)
+    refs, missing_ids = apply_missing_policy(all_refs, hyps, missing)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -97,6 +139,10 @@ def score_files(metric: str, ref: Path, hyp: Path, out_dir: Path) -> MetricResul
         result = METRICS[metric](refs, hyps, out_dir)
     except ScoringError as e:
         raise ScoringError(_where(e, (ref, refs), (hyp, hyps)) + str(e)) from None
+    for name in figures:
+        result.details[name] = FIGURES[name](refs, hyps)
+    result.details["n_missing"] = len(missing_ids)
+    result.details["missing"] = missing
     record = result.to_dict()
     record["ref"] = str(ref)
     record["hyp"] = str(hyp)
@@ -119,8 +165,8 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     try:
         items = score_items(args)
-        for metric, ref, hyp, out_dir in items:
-            result = score_files(metric, ref, hyp, out_dir)
+        for metric, figures, ref, hyp, out_dir in items:
+            result = score_files(metric, ref, hyp, out_dir, figures, args.missing)
             report(result, out_dir if len(items) > 1 else None)
     except ScoringError as e:
         print(f"ERROR: {e}", file=sys.stderr)
@@ -128,14 +174,21 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
 
 
 def report(result: MetricResult, where: Optional[Path]) -> None:
-    """Print the result (and warn about missing hypotheses)."""
+    """Print the result with its figures (and warn about missing hypotheses)."""
     missing = result.details.get("n_missing", 0)
-    note = f", {missing} hypotheses missing (scored as empty)" if missing else ""
+    skipped = result.details.get("missing") == "skip"
+    how = "skipped" if skipped else "scored as empty"
+    note = f", {missing} hypotheses missing ({how})" if missing else ""
     prefix = f"{where}: " if where is not None else ""
-    print(f"{prefix}{result.name}: {result.value:.2f} (n={result.n}{note})")
+    figures = "".join(
+        f", {k} {v:.2f}" for k, v in report_figures(result.to_dict()).items()
+    )
+    print(f"{prefix}{result.name}: {result.value:.2f} (n={result.n}{note}){figures}")
     if missing:
+        total = result.n + missing if skipped else result.n
         print(
-            f"WARNING: {prefix}{missing} of {result.n} references have no hypothesis",
+            f"WARNING: {prefix}{missing} of {total} references have no hypothesis "
+            f"({how})",
             file=sys.stderr,
         )
 

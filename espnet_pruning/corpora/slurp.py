@@ -18,12 +18,15 @@ recordings both kept):
 
 Targets: IC ``<scenario>_<action> SEP <transcript>`` (the label from the ``scenario`` and
 ``action`` fields: ``intent`` is not always their join); NER the paper's form
-``<entity:TYPE> <FILL> filler <SEP> ... <SEP> transcript``, entities from the inline
-``[type : filler]`` marks of ``sentence_annotation`` in their order in the sentence.
-Transcripts and fillers are normalised alike (:func:`prep.normalize_transcript`; ``<unk>``
-read as ``unknown``). Speakers from ``metadata.json`` (``usrid``); synthetic speech has
-the one speaker ``synthetic``. Utterance ids end with the recording's file stem
-(``...-audio-1490007041-headset``).
+``<entity:TYPE> <FILL> filler <SEP> ... <SEP> transcript`` with the entities of the
+``entities`` field in their order. A filler is built as SLURP's official scorer builds its
+gold fillers (``release2prediction`` in the SLURP repository's
+``scripts/evaluation/util.py``): the ``surface`` of each token of the span, lowercased,
+joined by single spaces (``tomorrow 's``, ``u. s. d.``), so that a model reproducing the
+references scores 100 there. Transcripts are normalised
+(:func:`prep.normalize_transcript`; ``<unk>`` read as ``unknown``). Speakers from
+``metadata.json`` (``usrid``); synthetic speech has the one speaker ``synthetic``.
+Utterance ids end with the recording's file stem (``...-audio-1490007041-headset``).
 """
 
 import argparse
@@ -41,38 +44,56 @@ from espnet_pruning.corpora.prep import CorpusError, Utterance
 TASKS = ("ic_slurp", "ner_slurp")
 #: jsonl file -> split name of the sets (``devel`` is the validation set).
 SPLITS = {"train": "train", "devel": "valid", "test": "test"}
-_MARK = re.compile(r"\[([^\[\]:]*):([^\[\]]*)\]")
 _LABEL = re.compile(r"^[a-z0-9_]+$")
 _FILE = re.compile(r"^(audio-[A-Za-z0-9_.-]+)\.flac$")
-_KEYS = ("sentence", "sentence_annotation", "scenario", "action", "recordings")
+_KEYS = ("sentence", "scenario", "action", "tokens", "entities", "recordings")
+#: A token surface usable as one word of the NER target (no white space, no ``<...>``).
+_SURFACE = re.compile(r"^[^\s<>]+$")
 
 
 @typechecked
-def parse_annotation(annotation: str, where: str) -> List[Tuple[str, str]]:
-    """``[(type, filler), ...]`` of an annotated sentence, fillers normalised.
+def gold_entities(record: dict, where: str) -> List[Tuple[str, str]]:
+    """``[(type, filler), ...]`` of a jsonl record, as SLURP's official scorer reads them.
+
+    The filler of an entity is the ``surface`` of each token of its ``span``, lowercased
+    and joined by single spaces.
 
     Raises:
-        CorpusError: Unbalanced brackets, a mark without ``:``, a bad type or an empty
-            filler.
+        CorpusError: ``tokens`` or ``entities`` malformed, a bad type, an empty span, a
+            span index out of range, or a surface that cannot be one word of the target
+            text (empty, with white space, ``<`` or ``>``, as in ``<SEP>``).
     """
-    entities = []
-    for m in _MARK.finditer(annotation):
-        etype = m.group(1).strip()
-        filler = prep.normalize_transcript(m.group(2).replace("<unk>", "unknown"))
-        if not _LABEL.match(etype):
-            raise CorpusError(f"{where}: entity type {etype!r} in {annotation!r}")
-        if not filler:
-            raise CorpusError(
-                f"{where}: empty filler of [{etype} : ...] in {annotation!r}"
+    tokens, entities = record["tokens"], record["entities"]
+    if not isinstance(tokens, list) or not isinstance(entities, list):
+        raise CorpusError(f"{where}: 'tokens' and 'entities' must be lists")
+    out = []
+    for k, entity in enumerate(entities):
+        what = f"{where}: entities[{k}]"
+        span = entity.get("span") if isinstance(entity, dict) else None
+        etype = entity.get("type") if isinstance(entity, dict) else None
+        if not isinstance(etype, str) or not _LABEL.match(etype):
+            raise CorpusError(f"{what}: entity type {etype!r}")
+        if not isinstance(span, list) or not span:
+            raise CorpusError(f"{what}: 'span' must be a non-empty list of token ids")
+        words = []
+        for i in span:
+            token = (
+                tokens[i]
+                if isinstance(i, int)
+                and not isinstance(i, bool)
+                and 0 <= i < len(tokens)
+                else None
             )
-        entities.append((etype, filler))
-    rest = _MARK.sub("", annotation)
-    if "[" in rest or "]" in rest:
-        raise CorpusError(
-            f"{where}: malformed sentence_annotation (expected '[type : filler]' marks): "
-            f"{annotation!r}"
-        )
-    return entities
+            surface = token.get("surface") if isinstance(token, dict) else None
+            if not isinstance(surface, str):
+                raise CorpusError(f"{what}: span index {i!r} names no token surface")
+            if not _SURFACE.match(surface):
+                raise CorpusError(
+                    f"{what}: token surface {surface!r} cannot be a filler word"
+                )
+            words.append(surface.lower())
+        out.append((etype, " ".join(words)))
+    return out
 
 
 @typechecked
@@ -123,7 +144,7 @@ def read_split(path: Path) -> List[Tuple[str, str, str, List[Tuple[str, str]], s
         )
         if not transcript:
             raise CorpusError(f"{where}: empty sentence")
-        entities = parse_annotation(str(rec["sentence_annotation"]), where)
+        entities = gold_entities(rec, where)
         if not isinstance(rec["recordings"], list):
             raise CorpusError(f"{where}: 'recordings' is not a list")
         for r in rec["recordings"]:

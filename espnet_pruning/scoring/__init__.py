@@ -3,7 +3,9 @@
 Every scorer has the signature ``score_fn(refs, hyps, workdir=None) -> MetricResult`` with
 ``{uttid: text}`` mappings (see :func:`espnet_pruning.scoring.text.read_text`); prompt
 tokens ``<|...|>`` are stripped from the texts, references without a hypothesis are scored
-as empty hypotheses, hypotheses for unknown ids are an error. Values are in percent.
+as empty hypotheses (``uslu_score`` leaves them out first by default, as SLURP's official
+scorer does: :func:`espnet_pruning.scoring.text.apply_missing_policy`), hypotheses for
+unknown ids are an error. Values are in percent.
 """
 
 from espnet_pruning.scoring.errors import ScoringError

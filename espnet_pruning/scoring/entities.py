@@ -4,10 +4,13 @@ Format (the paper's): entity chunks, then the transcript, separated by ``<SEP>``
 
     <entity:date> <FILL> tomorrow <SEP> <entity:time> <FILL> five am <SEP> wake me up ...
 
-The text is split at ``<SEP>`` tokens; the last chunk is the transcript, every other chunk
-is an entity iff it reads ``<entity:TYPE> <FILL> w1 [w2 ...]`` (at least one filler word,
-no further ``<FILL>``, ``<SEP>`` or entity tag among the filler words). Other chunks are
-malformed. A text without ``<SEP>`` has no entities and is all transcript.
+The text is split at ``<SEP>`` words; the last chunk is the transcript, every other chunk
+is an entity iff it reads ``<entity:TYPE> <FILL> [w1 w2 ...]`` (no further ``<FILL>``,
+``<SEP>`` or entity tag among the filler words). The filler is the text from its first to
+its last word as written: white space inside it is kept (SLURP's character distance sees
+it), and ``<entity:date> <FILL> <SEP>`` has the empty filler (SLURP's scorer counts it as
+an entity at distance 1 from any gold filler). Other chunks are malformed. A text without
+``<SEP>`` has no entities and is all transcript.
 """
 
 import dataclasses
@@ -24,7 +27,7 @@ ENTITY_TAG = re.compile(r"^<entity:([^\s<>]+)>$")
 
 @dataclasses.dataclass(frozen=True)
 class Entity:
-    """One entity: its type (``date``) and filler words joined by spaces (``tomorrow``)."""
+    """One entity: its type (``date``) and its filler as written (``tomorrow``)."""
 
     type: str
     filler: str
@@ -45,14 +48,21 @@ class ParsedEntities:
     malformed: Tuple[str, ...]
 
 
-def _entity_of(chunk: List[str]) -> Optional[Entity]:
-    if len(chunk) < 3 or chunk[1] != FILL:
+#: A word of the text, with its position (``match.group()``, ``match.start()``, ...).
+_WORD = re.compile(r"\S+")
+
+
+def _entity_of(text: str, chunk: List[re.Match]) -> Optional[Entity]:
+    if len(chunk) < 2 or chunk[1].group() != FILL:
         return None
-    tag = ENTITY_TAG.match(chunk[0])
+    tag = ENTITY_TAG.match(chunk[0].group())
     filler = chunk[2:]
-    if tag is None or any(w == FILL or ENTITY_TAG.match(w) for w in filler):
+    if tag is None or any(
+        w.group() == FILL or ENTITY_TAG.match(w.group()) for w in filler
+    ):
         return None
-    return Entity(type=tag.group(1), filler=" ".join(filler))
+    text_of = text[filler[0].start() : filler[-1].end()] if filler else ""
+    return Entity(type=tag.group(1), filler=text_of)
 
 
 @typechecked
@@ -65,22 +75,22 @@ def parse_entities(text: str) -> ParsedEntities:
     Returns:
         The parsed text; malformed chunks are listed, not raised.
     """
-    chunks: List[List[str]] = [[]]
-    for word in text.split():
-        if word == SEP:
+    chunks: List[List[re.Match]] = [[]]
+    for word in _WORD.finditer(text):
+        if word.group() == SEP:
             chunks.append([])
         else:
             chunks[-1].append(word)
     entities: List[Entity] = []
     malformed: List[str] = []
     for chunk in chunks[:-1]:
-        entity = _entity_of(chunk)
+        entity = _entity_of(text, chunk)
         if entity is None:
-            malformed.append(" ".join(chunk))
+            malformed.append(" ".join(w.group() for w in chunk))
         else:
             entities.append(entity)
     return ParsedEntities(
         entities=tuple(entities),
-        transcript=" ".join(chunks[-1]),
+        transcript=" ".join(w.group() for w in chunks[-1]),
         malformed=tuple(malformed),
     )

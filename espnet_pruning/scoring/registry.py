@@ -1,4 +1,5 @@
-"""The metrics by name, as task specifiers name them (``metric:`` in ``tasks.yaml``)."""
+"""The metrics and figures by name, as task specifiers name them (``metric:`` and
+``figures:`` in ``tasks.yaml``)."""
 
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional
@@ -10,6 +11,7 @@ from espnet_pruning.scoring.errors import ScoringError
 from espnet_pruning.scoring.macro_f1 import score_macro_f1
 from espnet_pruning.scoring.result import MetricResult
 from espnet_pruning.scoring.slu_f1 import score_slu_f1
+from espnet_pruning.scoring.slurp_intent import slurp_intent_figures
 from espnet_pruning.scoring.wer import score_wer
 
 #: ``score_fn(refs, hyps, workdir=None) -> MetricResult``.
@@ -23,6 +25,12 @@ METRICS: Dict[str, ScoreFn] = {
     "wer": score_wer,
 }
 
+
+#: ``figure(refs, hyps) -> {name: value}``, scored beside a task's metric.
+FigureFn = Callable[[Mapping[str, str], Mapping[str, str]], Dict[str, float]]
+
+#: Every figure a task specifier may name: ``FIGURES[name](refs, hyps)``.
+FIGURES: Dict[str, FigureFn] = {"slurp_intent": slurp_intent_figures}
 
 @typechecked
 def get_metric(name: str) -> ScoreFn:

@@ -12,8 +12,8 @@ class MetricResult:
         name: Metric name, a key of :data:`espnet_pruning.scoring.METRICS`.
         value: The metric in percent (accuracy and F1 in 0-100, WER in %; WER may
             exceed 100).
-        n: Number of scored utterances (every reference utterance; missing hypotheses
-            count as empty ones).
+        n: Number of scored utterances (every reference passed to the scorer; missing
+            hypotheses count as empty ones).
         higher_is_better: ``True`` for accuracy and F1, ``False`` for WER.
         details: JSON-serialisable counts behind ``value`` (metric-specific).
     """

@@ -1,4 +1,8 @@
-"""SLURP's SLU-F1 for entity outputs (NER), with exact-span F1 beside it.
+"""SLURP's SLU-F1 for entity outputs (NER), with its other official entity figures.
+
+The figures and rules of SLURP's official scorer (``scripts/evaluation/evaluate.py`` and
+``metrics/`` of the SLURP repository, micro average): SLU-F1, word-F1 and char-F1 (the
+two span-distance passes alone), exact-span F1, each with precision and recall.
 
 Span-distance F1 (Bastianelli et al., 2020), per utterance, for a distance ``d`` in [0, 1+]:
 for each predicted entity in order, if its type occurs among the remaining gold entities
@@ -9,18 +13,21 @@ gold entity left over: FN += 1.
 Two distances between gold filler ``g`` and predicted filler ``p``:
 
 * word: WER(g, p) = Levenshtein distance between the word lists / number of gold words
-  (may exceed 1, as SLURP's ``jiwer.wer``);
-* char: normalised Levenshtein = lev(g, p) / max(len(g), len(p)) on the filler strings
-  (words joined by single spaces).
+  (may exceed 1, as SLURP's ``jiwer.wer``; white space runs do not matter there);
+* char: normalised Levenshtein = lev(g, p) / max(len(g), len(p)) on the filler strings as
+  written (SLURP's ``textdistance`` ``levenshtein.normalized_distance``: a doubled space
+  is one more character).
 
 SLU-F1 sums the counts of both passes (TP = TP_w + TP_c, FP = FP_w + FP_c,
 FN = FN_w + FN_c) and takes the micro P = TP/(TP+FP), R = TP/(TP+FN), F1 = 2PR/(P+R),
 each 0 when undefined. Exact-span F1 counts a predicted entity as TP iff an identical
 ``(type, filler)`` remains among the gold entities (then removed), else FP; leftovers FN.
 
-A missing hypothesis is an utterance with no predicted entities (SLURP's scorer skips it
-instead). Malformed hypothesis chunks are dropped (and counted); malformed reference
-chunks are an error.
+An empty predicted filler (``<entity:date> <FILL> <SEP>``) is an entity at distance 1
+(as SLURP's scorer counts an empty ``filler``). A missing hypothesis passed here is an
+utterance with no predicted entities; ``uslu_score --missing skip`` (the default, as
+SLURP's scorer) leaves such utterances out before scoring. Malformed hypothesis chunks are
+dropped (and counted); malformed reference chunks and empty gold fillers are an error.
 """
 
 import dataclasses
@@ -170,14 +177,15 @@ def score_slu_f1(
 
     Returns:
         ``MetricResult`` named ``slu_f1``; details: ``slu`` (summed counts and P/R/F1),
-        ``word`` and ``char`` (each pass alone), ``span`` (exact-span F1), entity counts,
-        ``n_malformed_hyp_chunks`` and ``n_missing``. P, R, F1 are in percent.
+        ``word`` and ``char`` (each pass alone: SLURP's word-F1 and char-F1), ``span``
+        (exact-span F1), entity counts, ``n_malformed_hyp_chunks`` and ``n_missing``.
+        P, R, F1 are in percent.
 
     Raises:
-        ScoringError: Unknown hypothesis ids, no references, or a malformed reference
-            chunk.
+        ScoringError: Unknown hypothesis ids, no references, a malformed reference chunk
+            or an empty gold filler.
     """
-    paired = pair_texts(refs, hyps)
+    paired = pair_texts(refs, hyps, keep_spaces=True)
     word, char, span = SpanCounts(), SpanCounts(), SpanCounts()
     n_gold = n_pred = n_malformed = 0
     for uttid, ref, hyp in zip(paired.uttids, paired.refs, paired.hyps):
@@ -188,6 +196,10 @@ def score_slu_f1(
                 f"{gold.malformed[0]!r} (expected '<entity:TYPE> <FILL> words')",
                 uttid,
                 "ref",
+            )
+        if any(not g.filler for g in gold.entities):
+            raise ScoringError(
+                f"reference of utterance {uttid!r} has an entity without filler words"
             )
         pred = parse_entities(hyp)
         n_gold += len(gold.entities)

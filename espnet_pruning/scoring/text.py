@@ -31,9 +31,10 @@ _SHOW_IDS = 5
 def read_text(path: Union[str, Path]) -> Dict[str, str]:
     """Read an ESPnet text file into ``{uttid: text}``.
 
-    Runs of whitespace inside the text are collapsed to one space; a line holding only an
-    id maps to the empty text. A trailing newline is optional; ``\\r\\n`` line ends are
-    accepted.
+    The text is kept as written between the id and the line end, without leading and
+    trailing white space (runs of white space inside it are kept: SLURP's character
+    distance sees them); a line holding only an id maps to the empty text. A trailing
+    newline is optional; ``\\r\\n`` line ends are accepted.
 
     Args:
         path: The file.
@@ -76,24 +77,29 @@ def read_text(path: Union[str, Path]) -> Dict[str, str]:
                 f"{where}: duplicate utterance id {uttid!r} "
                 f"(first on line {first_line[uttid]})"
             )
-        texts[uttid] = " ".join(fields[1].split()) if len(fields) > 1 else ""
+        texts[uttid] = fields[1].strip() if len(fields) > 1 else ""
         first_line[uttid] = lineno
     return texts
 
 
 @typechecked
-def strip_prompt_tokens(text: str) -> str:
-    """Remove every ``<|...|>`` token and collapse whitespace.
+def strip_prompt_tokens(text: str, keep_spaces: bool = False) -> str:
+    """Remove every ``<|...|>`` token and (unless ``keep_spaces``) collapse whitespace.
 
     Tokens are removed wherever they occur, also when glued to each other or to a word
     (``<|en|><|ic|>alarm_set`` gives ``alarm_set``).
 
     Args:
         text: A hypothesis (or reference) text.
+        keep_spaces: Keep the white space between the remaining words as it is (only
+            the ends are stripped) instead of collapsing it.
 
     Returns:
-        The text without special tokens, single-spaced, without leading or trailing space.
+        The text without special tokens, single-spaced (unless ``keep_spaces``), without
+        leading or trailing space.
     """
+    if keep_spaces:
+        return PROMPT_TOKEN.sub("", text).strip()
     return " ".join(PROMPT_TOKEN.sub(" ", text).split())
 
 
@@ -161,16 +167,20 @@ def _some_ids(ids: Tuple[str, ...]) -> str:
 
 
 @typechecked
-def pair_texts(refs: Mapping[str, str], hyps: Mapping[str, str]) -> PairedTexts:
+def pair_texts(
+    refs: Mapping[str, str], hyps: Mapping[str, str], keep_spaces: bool = False
+) -> PairedTexts:
     """Pair hypotheses with references by utterance id.
 
     Prompt tokens are stripped from both sides (:func:`strip_prompt_tokens`). A reference
     without a hypothesis is scored against the empty hypothesis and listed in
-    :attr:`PairedTexts.missing`.
+    :attr:`PairedTexts.missing` (:func:`apply_missing_policy` drops such references
+    first where they are to be skipped).
 
     Args:
         refs: ``{uttid: reference text}``.
         hyps: ``{uttid: hypothesis text}``.
+        keep_spaces: Passed to :func:`strip_prompt_tokens`.
 
     Returns:
         The paired texts.
@@ -193,7 +203,46 @@ def pair_texts(refs: Mapping[str, str], hyps: Mapping[str, str]) -> PairedTexts:
     missing = tuple(u for u in uttids if u not in hyps)
     return PairedTexts(
         uttids=uttids,
-        refs=tuple(strip_prompt_tokens(refs[u]) for u in uttids),
-        hyps=tuple(strip_prompt_tokens(hyps.get(u, "")) for u in uttids),
+        refs=tuple(strip_prompt_tokens(refs[u], keep_spaces) for u in uttids),
+        hyps=tuple(strip_prompt_tokens(hyps.get(u, ""), keep_spaces) for u in uttids),
         missing=missing,
     )
+
+
+#: What to do with a reference that has no hypothesis: ``skip`` it (SLURP's official
+#: scorer) or score it against the ``empty`` hypothesis.
+MISSING_POLICIES = ("skip", "empty")
+
+
+@typechecked
+def apply_missing_policy(
+    refs: Mapping[str, str], hyps: Mapping[str, str], policy: str
+) -> Tuple[Dict[str, str], Tuple[str, ...]]:
+    """The references to score under a policy for missing hypotheses.
+
+    Args:
+        refs: ``{uttid: reference text}``.
+        hyps: ``{uttid: hypothesis text}``.
+        policy: ``skip`` (references without a hypothesis are left out, as SLURP's
+            ``evaluate.py`` does) or ``empty`` (they stay, scored as empty hypotheses).
+
+    Returns:
+        ``(references to score, ids of the references without a hypothesis)``; the ids
+        are reported under either policy.
+
+    Raises:
+        ScoringError: Unknown policy, or ``skip`` leaves nothing to score.
+    """
+    if policy not in MISSING_POLICIES:
+        raise ScoringError(
+            f"missing-hypothesis policy {policy!r} is not one of {MISSING_POLICIES}"
+        )
+    missing = tuple(u for u in refs if u not in hyps)
+    if policy == "empty":
+        return dict(refs), missing
+    if refs and len(missing) == len(refs):
+        raise ScoringError(
+            f"none of the {len(refs)} references has a hypothesis (nothing to score; "
+            "'--missing empty' scores them as empty hypotheses)"
+        )
+    return {u: t for u, t in refs.items() if u in hyps}, missing

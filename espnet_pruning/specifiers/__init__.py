@@ -20,6 +20,8 @@ from espnet_pruning.errors import InputError
 BUILTIN_FILE = Path(__file__).with_name("tasks.yaml")
 TARGETS = ("classification", "transcript", "entities")
 METRICS = ("accuracy", "macro_f1", "wer", "slu_f1")
+#: Figures reported beside the metric (``espnet_pruning.scoring.registry.FIGURES``).
+FIGURES = ("slurp_intent",)
 #: Tokens the entity target format uses besides the ``<entity:TYPE>`` tags.
 ENTITY_SEPARATORS = ("<SEP>", "<FILL>")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -41,6 +43,8 @@ class TaskSpecifier:
         metric: ``accuracy``, ``macro_f1``, ``wer`` or ``slu_f1``.
         labels: Known labels of a classification task (more may come from the data).
         description: Free text.
+        figures: Figures scored beside the metric, e.g. ``("slurp_intent",)`` (SLURP's
+            scenario and action accuracy).
     """
 
     name: str
@@ -49,6 +53,7 @@ class TaskSpecifier:
     metric: str
     labels: Tuple[str, ...] = ()
     description: str = ""
+    figures: Tuple[str, ...] = ()
 
     def label_of(self, text: str) -> Optional[str]:
         """The label of a target text (its first word) for classification tasks."""
@@ -100,6 +105,9 @@ def _parse_task(name: str, entry: Any, source: str) -> TaskSpecifier:
     labels = tuple(str(x) for x in entry.get("labels") or ())
     if labels and entry["target"] != "classification":
         raise SpecifierError(f"{where}.labels: only classification tasks have labels")
+    figures = entry.get("figures") or ()
+    if not isinstance(figures, (list, tuple)) or any(f not in FIGURES for f in figures):
+        raise SpecifierError(f"{where}.figures: expected a list of names of {FIGURES}")
     return TaskSpecifier(
         name=name,
         prompt=prompt,
@@ -107,6 +115,7 @@ def _parse_task(name: str, entry: Any, source: str) -> TaskSpecifier:
         metric=entry["metric"],
         labels=labels,
         description=str(entry.get("description", "")),
+        figures=tuple(figures),
     )
 
 
@@ -182,6 +191,8 @@ class TaskRegistry:
             }
             if t.labels:
                 entry["labels"] = list(t.labels)
+            if t.figures:
+                entry["figures"] = list(t.figures)
             out[t.name] = entry
         return {"tasks": out}
 

@@ -18,19 +18,24 @@ IC = "<|en|> <|ic|> <|slurp|>"
 NER = "<|en|> <|ner|> <|slurp|>"
 
 
-def record(sid, sentence, annotation, scenario, action, files):
+def record(sid, surfaces, scenario, action, entities, files, sentence=None):
+    """A jsonl record as released: ``surfaces`` are the ``tokens``, ``entities``
+    ``(type, [token ids])``; ``sentence`` defaults to the surfaces joined by spaces."""
     return {
         "slurp_id": sid,
-        "sentence": sentence,
-        "sentence_annotation": annotation,
+        "sentence": sentence if sentence is not None else " ".join(surfaces),
+        "sentence_annotation": "(not read)",
         "intent": f"{scenario}_{action}",
         "action": action,
         "scenario": scenario,
-        "tokens": [{"surface": w, "id": i} for i, w in enumerate(sentence.split())],
+        "tokens": [
+            {"surface": w, "id": i, "lemma": w.lower(), "pos": "X"}
+            for i, w in enumerate(surfaces)
+        ],
         "recordings": [
             {"file": f, "wer": 0.0, "ent_wer": None, "status": "correct"} for f in files
         ],
-        "entities": [],
+        "entities": [{"type": t, "span": span} for t, span in entities],
     }
 
 
@@ -38,21 +43,22 @@ SPLITS = {
     "train": [
         record(
             1,
-            "wake me up at five am this week",
-            "wake me up at [time : five am] [date : this week]",
+            "wake me up at five am this week".split(),
             "alarm",
             "set",
+            [("time", [4, 5]), ("date", [6, 7])],  # adjacent multi-token entities
             ["audio-1490007041.flac", "audio-1490007041-headset.flac"],
         ),
         # slurp_id 962-like: the intent field is not scenario_action.
         dict(
             record(
                 962,
-                "Turn the lights up.",
-                "Turn the lights up.",
+                ["Turn", "the", "lights", "up", "."],
                 "iot",
                 "hue_lightup",
+                [],
                 ["audio--1504194195.flac"],
+                sentence="Turn the lights up.",
             ),
             intent="hue_lightup",
         ),
@@ -60,30 +66,33 @@ SPLITS = {
     "devel": [
         record(
             3,
-            "email @john",
-            "email [person : @john]",
+            ["email", "@John"],
             "email",
             "sendemail",
+            [("person", [1])],
             ["audio-1500000003.flac"],
         ),
     ],
     "test": [
+        # The tricky spans of the release: a clitic token ("today 's"), spelled letters
+        # ("u. s. d."), an entity made of tokens of two words.
         record(
             4,
-            "what's the <unk> today",
-            "what's the [weather_descriptor : <unk>] [date : today]",
-            "weather",
-            "query",
+            ["what", "'s", "today", "'s", "rate", "of", "U.", "S.", "D.", "in", "Cad"],
+            "qa",
+            "currency",
+            [("date", [2, 3]), ("currency_name", [6, 7, 8]), ("currency_name", [10])],
             ["audio-1500000004.flac"],
+            sentence="what's today's rate of U. S. D. in Cad",
         ),
     ],
     "train_synthetic": [
         record(
             5,
-            "Play Jazz",
-            "Play [music_genre : Jazz]",
+            ["Play", "Jazz"],
             "play",
             "music",
+            [("music_genre", [1])],
             ["audio-1555000005.flac"],
         ),
     ],
@@ -141,7 +150,9 @@ def test_ic_ner_and_continual_sets(tmp_path, corpus):
     )
     train_ic = check_dir(out / "train_ic_slurp", 3, IC, "ic_slurp")
     assert train_ic == {
-        "slurp_FO_488-ic_slurp-audio-1490007041": "alarm_set SEP wake me up at five am this week",
+        "slurp_FO_488-ic_slurp-audio-1490007041": (
+            "alarm_set SEP wake me up at five am this week"
+        ),
         "slurp_FO_488-ic_slurp-audio-1490007041-headset": (
             "alarm_set SEP wake me up at five am this week"
         ),
@@ -153,19 +164,24 @@ def test_ic_ner_and_continual_sets(tmp_path, corpus):
         "wake me up at five am this week"
     )
     assert train_ner["slurp_ME_140-ner_slurp-audio--1504194195"] == "turn the lights up"
+    # Fillers as SLURP's official scorer builds its gold ones: the token surfaces of the
+    # span, lowercased, joined by single spaces ("@john", not the transcript's "at john").
     assert check_dir(out / "valid_ner_slurp", 1, NER, "ner_slurp") == {
         "slurp_UNK_001-ner_slurp-audio-1500000003": (
-            "<entity:person> <FILL> at john <SEP> email at john"
+            "<entity:person> <FILL> @john <SEP> email at john"
         )
     }
     assert check_dir(out / "test_ner_slurp", 1, NER, "ner_slurp") == {
         "slurp_FE_222-ner_slurp-audio-1500000004": (
-            "<entity:weather_descriptor> <FILL> unknown <SEP> <entity:date> <FILL> today"
-            " <SEP> what's the unknown today"
+            "<entity:date> <FILL> today 's <SEP> <entity:currency_name> <FILL> u. s. d. "
+            "<SEP> <entity:currency_name> <FILL> cad <SEP> what's today's rate of u s d "
+            "in cad"
         )
     }
     assert check_dir(out / "test_ic_slurp", 1, IC, "ic_slurp") == {
-        "slurp_FE_222-ic_slurp-audio-1500000004": "weather_query SEP what's the unknown today"
+        "slurp_FE_222-ic_slurp-audio-1500000004": (
+            "qa_currency SEP what's today's rate of u s d in cad"
+        )
     }
     synth = {"slurp_synthetic-ic_slurp-audio-1555000005": "play_music SEP play jazz"}
     assert check_dir(out / "train_cl_ic", 1, IC, "ic_slurp") == synth
@@ -206,8 +222,17 @@ def test_bad_inputs(tmp_path, corpus, capsys):
     args = ["--root", str(corpus), "--out_dir", str(out), "--no_progress"]
     train = corpus / "dataset/slurp/train.jsonl"
     original = train.read_text()
-    _rewrite(train, 1, sentence_annotation="turn the [device : lights up")
-    expect_error(capsys, main, args, out, f"{train}:2", "malformed sentence_annotation")
+    _rewrite(train, 0, entities=[{"type": "time", "span": [4, 9]}])
+    expect_error(capsys, main, args, out, f"{train}:1", "span index 9 names no token")
+    train.write_text(original)
+    _rewrite(train, 0, entities=[{"type": "time", "span": []}])
+    expect_error(capsys, main, args, out, f"{train}:1: entities[0]", "non-empty list")
+    train.write_text(original)
+    _rewrite(train, 0, tokens=[{"surface": "<SEP>"}] * 8)
+    expect_error(capsys, main, args, out, f"{train}:1", "surface '<SEP>' cannot be")
+    train.write_text(original)
+    _rewrite(train, 0, entities=[{"type": "Time Of Day", "span": [4]}])
+    expect_error(capsys, main, args, out, f"{train}:1", "entity type 'Time Of Day'")
     train.write_text(original)
     _rewrite(train, 0, scenario="Alarm Clock")
     expect_error(capsys, main, args, out, f"{train}:1", "unknown intent label")

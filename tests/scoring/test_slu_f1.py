@@ -34,7 +34,6 @@ def test_parse_entities():
     "chunk",
     [
         "<entity:date> tomorrow",  # no <FILL>
-        "<entity:date> <FILL>",  # no filler words
         "date <FILL> tomorrow",  # no tag
         "<entity:date> <FILL> a <FILL> b",  # two <FILL>
         "<entity:date> <FILL> a <entity:time> b",  # tag inside the filler
@@ -44,6 +43,15 @@ def test_parse_entities_drops_malformed_chunks(chunk):
     parsed = parse_entities(f"{chunk} <SEP> <entity:time> <FILL> noon <SEP> hi")
     assert parsed.entities == (Entity("time", "noon"),)
     assert parsed.malformed == (chunk,)
+
+
+def test_parse_entities_keeps_fillers_as_written():
+    parsed = parse_entities(
+        "<entity:date> <FILL> <SEP> <entity:time>  <FILL>  five  am\t<SEP> hi  there"
+    )
+    # the empty filler is an entity; white space inside a filler is kept, at its ends not
+    assert parsed.entities == (Entity("date", ""), Entity("time", "five  am"))
+    assert parsed.transcript == "hi there" and parsed.malformed == ()
 
 
 def test_parse_entities_without_sep_has_no_entities():
@@ -115,6 +123,33 @@ def test_slu_f1_missing_hypothesis_and_utterances_without_entities():
     # sum of both passes: TP 2, FP 2, FN 2 -> P = R = F1 = 1/2
     assert result.value == pytest.approx(50.0)
     assert result.details["n_missing"] == 1
+
+
+def test_empty_predicted_filler_is_an_entity_at_distance_one():
+    # SLURP's scorer: jiwer WER("tomorrow", "") = 1, normalised Levenshtein = 8/8 = 1,
+    # so each pass has TP 1, FP 1, FN 1 -> P = R = F1 = 1/2.
+    ref = {"u1": "<entity:date> <FILL> tomorrow <SEP> wake me up tomorrow"}
+    result = METRICS["slu_f1"](ref, {"u1": "<entity:date> <FILL> <SEP> wake me up"})
+    assert result.value == pytest.approx(50.0)
+    assert result.details["word"]["f1"] == result.details["char"]["f1"] == 50.0
+    assert (result.details["n_pred_entities"], result.details["span_f1"]) == (1, 0.0)
+
+
+def test_repeated_spaces_in_a_filler_count_in_the_char_distance():
+    ref = {"u1": "<entity:time> <FILL> five am <SEP> at five am"}
+    result = METRICS["slu_f1"](ref, {"u1": "<entity:time> <FILL> five  am <SEP> x"})
+    # word: jiwer ignores the doubled space, d = 0: TP 1.
+    # char: lev("five am", "five  am") = 1 insertion / max(7, 8) = 1/8: TP 1, FP = FN
+    # = 1/8. Sum: TP 2, FP = FN = 1/8 -> P = R = F1 = 2 / 2.125 = 94.1176 %.
+    assert result.value == pytest.approx(100 * 2 / 2.125)
+    assert result.details["word"]["f1"] == 100.0
+    assert result.details["char"]["fp"] == pytest.approx(1 / 8)
+    assert result.details["span_f1"] == 0.0  # "five  am" is not the exact filler
+
+
+def test_empty_gold_filler_is_an_error():
+    with pytest.raises(ScoringError, match="'u1' has an entity without filler words"):
+        METRICS["slu_f1"]({"u1": "<entity:date> <FILL> <SEP> hi"}, {})
 
 
 def test_slu_f1_perfect_and_empty():

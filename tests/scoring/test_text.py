@@ -11,6 +11,7 @@ from espnet_pruning.scoring import (
     read_text,
     strip_prompt_tokens,
 )
+from espnet_pruning.scoring.text import apply_missing_policy
 
 
 def write(path: Path, data: str) -> Path:
@@ -24,7 +25,7 @@ def test_read_text(tmp_path):
         "u1 em:hap SEP i  am\thappy\r\nu2\nu3 command:yes",  # CRLF, no final newline
     )
     assert read_text(path) == {
-        "u1": "em:hap SEP i am happy",
+        "u1": "em:hap SEP i  am\thappy",  # inner white space kept (SLURP's char distance)
         "u2": "",
         "u3": "command:yes",
     }
@@ -115,3 +116,24 @@ def test_pair_texts_unknown_hypothesis_id():
 def test_pair_texts_no_references():
     with pytest.raises(ScoringError, match="no reference utterances"):
         pair_texts({}, {})
+
+
+def test_strip_prompt_tokens_keep_spaces():
+    text = "<|en|> <|ner|><|slurp|> <entity:time> <FILL> five  am <SEP> x "
+    assert strip_prompt_tokens(text, keep_spaces=True) == (
+        "<entity:time> <FILL> five  am <SEP> x"
+    )
+    assert strip_prompt_tokens(text) == "<entity:time> <FILL> five am <SEP> x"
+    paired = pair_texts({"u": "a  b"}, {"u": "<|en|> c  d"}, keep_spaces=True)
+    assert (paired.refs, paired.hyps) == (("a  b",), ("c  d",))
+
+
+def test_apply_missing_policy():
+    refs = {"u1": "a", "u2": "b", "u3": "c"}
+    hyps = {"u3": "c", "u1": "x"}
+    assert apply_missing_policy(refs, hyps, "skip") == ({"u1": "a", "u3": "c"}, ("u2",))
+    assert apply_missing_policy(refs, hyps, "empty") == (refs, ("u2",))
+    with pytest.raises(ScoringError, match="none of the 3 references has a hypothesis"):
+        apply_missing_policy(refs, {}, "skip")
+    with pytest.raises(ScoringError, match="policy 'drop' is not one of"):
+        apply_missing_policy(refs, hyps, "drop")

@@ -21,17 +21,66 @@ def test_accuracy_cli(tmp_path, capsys):
     main(["--metric", "accuracy", "--ref", str(ref), "--hyp", str(hyp),
           "--out_dir", str(out)])  # fmt: skip
     captured = capsys.readouterr()
-    # 1 correct of 3 -> 33.33 %; u3 missing
+    # u3 missing, skipped by default: 1 correct of 2 -> 50 %
+    assert (
+        captured.out.strip() == "accuracy: 50.00 (n=2, 1 hypotheses missing (skipped))"
+    )
+    assert "1 of 3 references have no hypothesis (skipped)" in captured.err
+    record = json.loads((out / "result.json").read_text())
+    assert record["name"] == "accuracy"
+    assert record["value"] == pytest.approx(50.0)
+    assert record["n"] == 2 and record["higher_is_better"] is True
+    assert (record["details"]["n_missing"], record["details"]["missing"]) == (1, "skip")
+    assert record["ref"] == str(ref) and record["hyp"] == str(hyp)
+    assert sorted(p.name for p in out.iterdir()) == ["result.json"]  # no temp file left
+    # --missing empty: u3 scored as an empty hypothesis, 1 correct of 3 -> 33.33 %
+    main(["--metric", "accuracy", "--ref", str(ref), "--hyp", str(hyp),
+          "--out_dir", str(out), "--missing", "empty"])  # fmt: skip
+    captured = capsys.readouterr()
     assert captured.out.strip() == (
         "accuracy: 33.33 (n=3, 1 hypotheses missing (scored as empty))"
     )
-    assert "1 of 3 references have no hypothesis" in captured.err
+    assert "1 of 3 references have no hypothesis (scored as empty)" in captured.err
     record = json.loads((out / "result.json").read_text())
-    assert record["name"] == "accuracy"
-    assert record["value"] == pytest.approx(100 / 3)
-    assert record["n"] == 3 and record["higher_is_better"] is True
-    assert record["ref"] == str(ref) and record["hyp"] == str(hyp)
-    assert sorted(p.name for p in out.iterdir()) == ["result.json"]  # no temp file left
+    assert (record["n"], record["details"]["n_missing"]) == (3, 1)
+    assert record["details"]["missing"] == "empty"
+
+
+def test_slurp_figures_and_missing_policy(tmp_path, capsys):
+    ic_ref = write(
+        tmp_path / "ic_ref",
+        "u1 alarm_set SEP wake me\nu2 iot_hue_lightup SEP lights\nu3 qa_factoid SEP x\n",
+    )
+    ic_hyp = write(tmp_path / "ic_hyp", "u1 alarm_query\nu2 iot_hue_lightup SEP y\n")
+    ner_ref = write(tmp_path / "ner_ref", "u1 <entity:date> <FILL> tomorrow <SEP> a\n")
+    ner_hyp = write(tmp_path / "ner_hyp", "u1 <entity:date> <FILL> <SEP> a\n")
+    main(["--item", f"accuracy+slurp_intent:{ic_ref}:{ic_hyp}:{tmp_path / 'ic'}",
+          "--item", f"slu_f1:{ner_ref}:{ner_hyp}:{tmp_path / 'ner'}"])  # fmt: skip
+    out = capsys.readouterr().out
+    # IC, u3 skipped: scenario right 2/2, action 1/2, intent 1/2
+    assert (
+        f"{tmp_path / 'ic'}: accuracy: 50.00 (n=2, 1 hypotheses missing (skipped)), "
+        "scenario accuracy 100.00, action accuracy 50.00" in out
+    )
+    # NER, the empty filler at distance 1: SLU P = R = F1 = 50, word-F1 = char-F1 = 50
+    assert (
+        f"{tmp_path / 'ner'}: slu_f1: 50.00 (n=1), SLU precision 50.00, SLU recall "
+        "50.00, word-F1 50.00, char-F1 50.00, span-F1 0.00" in out
+    )
+    details = json.loads((tmp_path / "ic" / "result.json").read_text())["details"]
+    assert details["slurp_intent"] == {
+        "scenario_accuracy": 100.0,
+        "action_accuracy": 50.0,
+        "intent_accuracy": 50.0,
+        "n": 2,
+    }
+    main(["--metric", "accuracy", "--figures", "slurp_intent", "--missing", "empty",
+          "--ref", str(ic_ref), "--hyp", str(ic_hyp),
+          "--out_dir", str(tmp_path / "ic")])  # fmt: skip
+    assert "scenario accuracy 66.67, action accuracy 33.33" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--item", f"accuracy+bleu:{ic_ref}:{ic_hyp}:{tmp_path}"])
+    assert "FIGURE one of ['slurp_intent']" in capsys.readouterr().err
 
 
 def test_wer_cli_keeps_sclite_files(tmp_path, capsys):

@@ -22,6 +22,12 @@ def test_builtin_seven_tasks():
         assert " ".join(reg[name].prompt) == prompt
         assert reg[name].metric == metric
         assert reg.task_of_prompt(prompt) == name
+    # SLURP's scenario and action accuracy are scored beside IC-SLURP's accuracy
+    assert [t.name for t in reg if t.figures] == ["ic_slurp"]
+    assert reg["ic_slurp"].figures == ("slurp_intent",)
+    assert TaskRegistry.from_dict(reg.to_dict())["ic_slurp"].figures == (
+        "slurp_intent",
+    )
 
 
 def test_user_yaml_adds_a_task_without_code(tmp_path):
@@ -60,6 +66,10 @@ def test_user_yaml_adds_a_task_without_code(tmp_path):
         (
             "tasks:\n  x:\n    prompt: '<|a|>'\n    target: transcript\n    metric: wer\n    colour: red\n",
             r"unknown key\(s\) \['colour'\]",
+        ),
+        (
+            "tasks:\n  x:\n    prompt: '<|a|>'\n    target: transcript\n    metric: wer\n    figures: [bleu]\n",
+            r"tasks.x.figures: expected a list of names of \('slurp_intent',\)",
         ),
         ("tasks: [1, 2]\n", "non-empty mapping"),
         ("tasks:\n  x: [\n", "not valid YAML"),

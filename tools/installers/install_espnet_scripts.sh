@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fetch ESPnet's recipe scripts (egs2/TEMPLATE/asr1: asr.sh, utils/, steps/, scripts/,
 # pyscripts/) from the espnet source distribution of the given version, via the package
-# registry, into tools/espnet/ (git-ignored). Nothing of ESPnet is committed to this repo.
+# registry, into tools/espnet/ (git-ignored), with the copy of SLURP's official scorer that
+# ESPnet's slurp_entity recipe carries (egs2/slurp_entity/asr1/local/evaluation; the tests
+# compare espnet_pruning's SLURP figures with it). Nothing of ESPnet is committed to this repo.
 # Usage: install_espnet_scripts.sh VERSION
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,13 +20,17 @@ if [ ! -s "${sdist}" ]; then
 fi
 
 rm -rf espnet.tmp && mkdir espnet.tmp
-tar -xzf "${sdist}" -C espnet.tmp "espnet-${version}/egs2/TEMPLATE/asr1"
-mkdir -p espnet.tmp/egs2/TEMPLATE
+slurp_eval="egs2/slurp_entity/asr1/local/evaluation"
+tar -xzf "${sdist}" -C espnet.tmp "espnet-${version}/egs2/TEMPLATE/asr1" \
+    "espnet-${version}/${slurp_eval}"
+mkdir -p espnet.tmp/egs2/TEMPLATE "espnet.tmp/$(dirname "${slurp_eval}")"
 mv "espnet.tmp/espnet-${version}/egs2/TEMPLATE/asr1" espnet.tmp/egs2/TEMPLATE/asr1
+mv "espnet.tmp/espnet-${version}/${slurp_eval}" "espnet.tmp/${slurp_eval}"
 rm -rf "espnet.tmp/espnet-${version}"
 echo "${version}" > espnet.tmp/VERSION
 for f in asr.sh utils steps scripts pyscripts; do
     [ -e "espnet.tmp/egs2/TEMPLATE/asr1/${f}" ] || { echo "ERROR: ${sdist} lacks egs2/TEMPLATE/asr1/${f}" >&2; exit 1; }
 done
+[ -f "espnet.tmp/${slurp_eval}/metrics/metrics.py" ] || { echo "ERROR: ${sdist} lacks ${slurp_eval}/metrics/metrics.py" >&2; exit 1; }
 rm -rf espnet && mv espnet.tmp espnet
 echo "ESPnet ${version} recipe scripts in tools/espnet/egs2/TEMPLATE/asr1"

@@ -72,6 +72,7 @@ tag=""
 decode_config=conf/decode.yaml   # conf/decode_<task>.yaml overrides it for that task
 inference_model=valid.acc.best.pth
 inference_args=""
+score_missing=skip    # test utterances without a hypothesis: skip (SLURP's scorer) or empty
 # Pruning (stages 10-14)
 prune_levels="2 5"    # Q of each pruned model (paper: 2 and 5 rounds → 36 % and 67.2 % sparsity)
 prune_fraction=0.2    # p, fraction of a mask's remaining weights pruned per round (paper: 0.2)
@@ -100,6 +101,8 @@ help_message="Usage: $0 --train_set <set> --valid_set <set> --test_sets '<set> �
   --train_config FILE   training YAML (default ${train_config})
   --decode_config FILE  decoding YAML (conf/decode_<task>.yaml overrides per task)
   --inference_model F   checkpoint of the experiment to decode (default ${inference_model})
+  --score_missing P     test utterances without a hypothesis: skip (SLURP's scorer) or empty
+                        (default ${score_missing})
   --prune_levels 'Q …'  pruning rounds of each pruned model (default '${prune_levels}')
   --prune_baselines …   of 'single_task task_agnostic' (default '${prune_baselines}')
   --token_list FILE     use this token list (e.g. whisper_import --from espnet); stage 4 checks it
@@ -335,13 +338,14 @@ score_dir() {  # $1: decode dir, $2: test set
     local task
     if [ -z "${metric_of_set[$2]:-}" ]; then
         task=$(check_single_task "$2")
-        metric_of_set[$2]=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
+        # METRIC[+FIGURE...]: the task's metric and the figures scored beside it
+        metric_of_set[$2]=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field score)
     fi
     score_items+=(--item "${metric_of_set[$2]}:${dumpdir}/raw/$2/text:$1/1best_recog/text:$1/score")
 }
 run_score() {
     if [ ${#score_items[@]} -eq 0 ]; then return; fi
-    ${python} -m espnet_pruning.bin.uslu_score "${score_items[@]}"
+    ${python} -m espnet_pruning.bin.uslu_score --missing "${score_missing}" "${score_items[@]}"
     score_items=()
 }
 
