@@ -101,9 +101,15 @@ def test_wer_cli_keeps_sclite_files(tmp_path, capsys):
         ("macro_f1", "u1 a\nu1 b\n", "u1 a\n", "ref:2: duplicate utterance id 'u1'"),
         ("macro_f1", "u1 a\n", "u1 a\n\n", "hyp:2: empty line"),
         ("macro_f1", "u1 a\n", "u1 a\nzz b\n", "hyp:2: 1 hypothesis utterance id"),
-        ("macro_f1", "u1 a\nu2\n", "u1 a\n", "ref:2: reference of utterance 'u2'"),
-        ("slu_f1", "u1 a\nu2 <entity:date> x <SEP> y\n", "u1 a\n", "ref:2: reference"),
-        ("wer", "u1 a\nu(2 b\n", "u1 a\n", "ref:2: utterance id 'u(2' contains"),
+        # The bad references have hypotheses: a reference without one is skipped.
+        ("macro_f1", "u1 a\nu2\n", "u1 a\nu2 b\n", "ref:2: reference of utterance 'u2'"),
+        (
+            "slu_f1",
+            "u1 a\nu2 <entity:date> x <SEP> y\n",
+            "u1 a\nu2 y\n",
+            "ref:2: reference",
+        ),
+        ("wer", "u1 a\nu(2 b\n", "u1 a\nu(2 b\n", "ref:2: utterance id 'u(2' contains"),
         ("wer", "u1 .\n", "u1 a\n", "scoring "),
     ],
 )
