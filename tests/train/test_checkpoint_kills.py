@@ -18,6 +18,9 @@ import torch
 from kill_testlib import run_forked
 from tiny import make_data_dir, train_args, write_train_config
 
+from espnet_pruning.pruning.masks import MaskSet
+from espnet_pruning.pruning.scope import PruningScope
+from espnet_pruning.pruning.storage import save_masks
 from espnet_pruning.tasks.uslu import USLUTask
 from espnet_pruning.train.checkpoints import STAGE
 
@@ -182,3 +185,63 @@ def test_file_damaged_outside_our_writes_is_one_error_line(reference, damaged, c
     assert len(errors) == 1 and errors[0].startswith(f"ERROR: {out / damaged}: dama")
     assert errors[0].endswith("to train again from the first epoch")
     assert not (out / STAGE).exists() and (out / damaged).stat().st_size == 1000
+
+
+@pytest.fixture(scope="module")
+def continual_reference(tiny_data, tiny_trained, tmp_path_factory):
+    """Masked continual learning (stage 15's masked system): one task's new data, the
+    weights outside its mask frozen, and the n-best average whose frozen entries the
+    trainer writes back exactly."""
+    root = tmp_path_factory.mktemp("continual_kills")
+    model, _ = USLUTask.build_model_from_file(tiny_trained / "config.yaml", None)
+    masks = MaskSet.from_model(model, PruningScope(), ["er_iemocap"])
+    g = torch.Generator().manual_seed(0)
+    masks.set_mask(
+        "er_iemocap",
+        {n: torch.rand(s, generator=g) < 0.5 for n, s in masks.shapes.items()},
+    )
+    save_masks(masks, root / "masks")
+    config = write_train_config(
+        root / "continual.yaml",
+        max_epoch=2,
+        iterator_type="task",
+        task_block_size=2,
+        train_tasks=["er_iemocap"],
+        optim="adamw",
+        optim_conf=dict(lr=0.003, weight_decay=0.1),
+        update_outside_mask="freeze",
+        unmasked_update="freeze",
+        keep_nbest_models=2,
+    )
+    args = train_args(tiny_data, Path("unused"), config, tiny_data / "tokens.txt")
+    i = args.index("--output_dir")
+    args = args[:i] + args[i + 2 :]
+    args += ["--init_param", str(tiny_trained / "valid.loss.best.pth")]
+    args += ["--mask_dir", str(root / "masks")]
+    out, events = root / "reference", root / "events.json"
+    assert run_forked(lambda: train(args, out), events_file=events) == "finished"
+    return dict(
+        root=root,
+        args=args,
+        weights=weights(out),
+        events=json.loads(events.read_text()),
+    )
+
+
+def test_continual_learning_killed_at_its_last_writes_resumes_bit_identically(
+    continual_reference,
+):
+    """The writes only continual learning makes: the averaged model (frozen entries
+    written back) and the last epoch's checkpoint, killed before, inside and after."""
+    ref = continual_reference
+    points = [
+        p
+        for p in kill_points(ref["events"])
+        if "ave_" in p[1] or (p[1] == "checkpoint.pth" and p[2] == 2)
+    ]
+    assert any("ave_" in p[1] for p in points) and len(points) >= 4, points
+    for i, point in enumerate(points):
+        out = ref["root"] / f"kill{i}"
+        assert run_forked(lambda: train(ref["args"], out), kill=list(point)) == "killed"
+        assert run_forked(lambda: train(ref["args"], out)) == "finished", point
+        assert_same(weights(out), ref["weights"], f"{point}")
