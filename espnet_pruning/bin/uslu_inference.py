@@ -39,8 +39,7 @@ from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 from tqdm import tqdm
 
-from espnet_pruning.bin.cli import exit_on_input_error, input_error_of
-from espnet_pruning.errors import InputError
+from espnet_pruning.errors import InputError, exit_on_input_error, input_error_of
 from espnet_pruning.fileio import atomic_write_text
 from espnet_pruning.uslu.speech2text import Speech2Text
 

@@ -20,9 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from typeguard import typechecked
 
-from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.corpora.kaldi import KaldiEntry, read_data_dir, write_data_dir
-from espnet_pruning.errors import DataError
+from espnet_pruning.errors import DataError, exit_on_input_error
 
 _FACTOR = re.compile(r"^(.+):(\d+)$")
 

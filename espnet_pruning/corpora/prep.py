@@ -33,10 +33,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from tqdm import tqdm
 from typeguard import typechecked
 
-from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.corpora.audio import SAMPLE_RATE, WavError, check_audio_file
 from espnet_pruning.corpora.kaldi import KaldiEntry, write_data_dir
-from espnet_pruning.errors import DataError
+from espnet_pruning.errors import DataError, exit_on_input_error
 from espnet_pruning.specifiers import TaskRegistry
 
 _LOCAL_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
