@@ -18,7 +18,6 @@ from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.corpora.audio import WavError
 from espnet_pruning.corpora.kaldi import DataDirError, validate_data_dir
 from espnet_pruning.errors import DataError
-from espnet_pruning.fileio import read_kaldi_map
 from espnet_pruning.specifiers import TaskRegistry
 
 
@@ -28,19 +27,10 @@ def check(data_dir: Path, tasks: TaskRegistry, check_audio: bool = True) -> dict
         validate_data_dir(data_dir, check_audio=check_audio)
     except (DataDirError, WavError) as e:
         raise DataError(str(e)) from e
-    prompts = read_kaldi_map(data_dir / "prompt")
-    categories = read_kaldi_map(data_dir / "utt2category")
     counts: dict = {}
-    for n, (uid, prompt) in enumerate(prompts.items(), 1):
-        try:
-            task = tasks.task_of_prompt(prompt)
-        except ValueError as e:
-            raise DataError(f"{data_dir / 'prompt'}:{n}: utterance {uid}: {e}") from e
-        if categories.get(uid) != task:
-            raise DataError(
-                f"{data_dir / 'utt2category'}: utterance {uid} is {categories.get(uid)!r} "
-                f"but its prompt is task {task!r}"
-            )
+    for task in tasks.tasks_of_prompts(
+        data_dir / "prompt", data_dir / "utt2category"
+    ).values():
         counts[task] = counts.get(task, 0) + 1
     return counts
 

@@ -34,6 +34,8 @@ from espnet_pruning.bin.cli import run_logged
 from espnet_pruning.errors import InputError
 from espnet_pruning.fileio import atomic_open, atomic_write_text
 from espnet_pruning.pruning.sparse import save_sparse_state
+from espnet_pruning.pruning.storage import load_masks
+from espnet_pruning.pruning.switch import TaskSwitcher
 from espnet_pruning.tasks.uslu import USLUTask
 from espnet_pruning.uslu.packing import model_dims, self_contained_config
 from espnet_pruning.whisper.openai_format import (
@@ -71,14 +73,20 @@ def export_task(
     train_config, output_dir = Path(train_config), Path(output_dir)
     model, train_args = USLUTask.build_model_from_file(train_config, model_file, "cpu")
     spec = USLUTask.task_registry(train_args)[task]  # an unknown task is an error
-    if mask_dir is not None:
-        from espnet_pruning.pruning.storage import load_masks
-
-        model.attach_masks(load_masks(mask_dir))
+    mask_set = load_masks(mask_dir) if mask_dir is not None else None
+    if mask_set is None and model.masked_training is not None:
+        mask_set = model.masked_training.masks
+    model.masked_training = None
     masks = None
-    if model.masks is not None:
-        masks = {n: m.clone() for n, m in model.task_mask(task, "cpu").items()}
-        model.bake_task(task)
+    if mask_set is not None:
+        if task not in mask_set:
+            raise InputError(
+                f"{mask_set.source or 'mask set'}: no mask for task {task!r}; it has "
+                f"{', '.join(mask_set.tasks)}"
+            )
+        masks = {n: m.clone() for n, m in mask_set.mask(task).items()}
+        # m ⊙ θ written into the weights: the task's subnetwork as a dense model.
+        TaskSwitcher(model, mask_set).switch(task)
     else:
         logging.warning(f"no mask set: exporting the dense model for {task}")
     state = {k: v.detach() for k, v in model.state_dict().items()}

@@ -26,7 +26,8 @@ from typeguard import typechecked
 
 from espnet_pruning.pruning.masks import Mask, MaskError, _as_bool_mask
 
-OTHERS = ("allow", "freeze")
+# What happens to entries a trainable mask does not name (see ``unmasked_update``).
+UPDATE_POLICIES = ("allow", "freeze")
 
 
 def _checked_mask(
@@ -161,12 +162,12 @@ class UpdateRestriction:
         named_parameters: Parameter name → parameter (e.g.
             ``dict(model.named_parameters())``).
         optimizers: Optimizers whose steps are restricted.
-        others: What happens to parameters not named in the trainable mask (biases,
+        unmasked_update: What happens to parameters not named in the trainable mask (biases,
             LayerNorm, positional embedding, ...): ``allow`` updates them, ``freeze``
             keeps them unchanged.
 
     Raises:
-        ValueError: For an unknown ``others``.
+        ValueError: For an unknown ``unmasked_update``.
 
     Examples:
         >>> lin = nn.Linear(2, 2)
@@ -185,11 +186,14 @@ class UpdateRestriction:
         self,
         named_parameters: Mapping[str, nn.Parameter],
         optimizers: Sequence[Optimizer],
-        others: str = "allow",
+        unmasked_update: str = "allow",
     ):
-        if others not in OTHERS:
-            raise ValueError(f"others must be one of {OTHERS}, got {others!r}")
-        self.others = others
+        if unmasked_update not in UPDATE_POLICIES:
+            raise ValueError(
+                f"unmasked_update must be one of {UPDATE_POLICIES}, "
+                f"got {unmasked_update!r}"
+            )
+        self.unmasked_update = unmasked_update
         self._params: Dict[str, nn.Parameter] = dict(named_parameters)
         self._names = {id(p): n for n, p in self._params.items()}
         # name -> flat indices of the frozen entries (on the parameter's device), or
@@ -219,7 +223,7 @@ class UpdateRestriction:
 
         Args:
             mask: Parameter name → trainable mask; parameters not named follow
-                ``others``. ``None`` lifts the restriction (everything trainable).
+                ``unmasked_update``. ``None`` lifts the restriction (everything trainable).
 
         Raises:
             MaskError: For an unknown name, a wrong shape or a non-binary mask; the
@@ -240,7 +244,7 @@ class UpdateRestriction:
                 if p.device.type != "cpu" and p.numel() < 2**31:
                     idx = idx.to(torch.int32)
                 frozen[name] = idx
-            elif self.others == "freeze":
+            elif self.unmasked_update == "freeze":
                 frozen[name] = None
             else:
                 continue
@@ -319,7 +323,7 @@ def restore_frozen(
     target_state: Dict[str, torch.Tensor],
     reference_state: Mapping[str, torch.Tensor],
     trainable: Mapping[str, torch.Tensor],
-    others: str = "freeze",
+    unmasked_update: str = "freeze",
 ) -> Dict[str, torch.Tensor]:
     """Write reference values into every frozen entry of a state dict.
 
@@ -331,21 +335,25 @@ def restore_frozen(
         reference_state: State dict holding the frozen values (e.g. the checkpoint the
             restricted training started from).
         trainable: Parameter name → trainable mask (1 = take the target's value).
-        others: For entries not named in ``trainable``: ``freeze`` takes the
+        unmasked_update: For entries not named in ``trainable``: ``freeze`` takes the
             reference value, ``allow`` keeps the target's.
 
     Returns:
         A new state dict: target values where trainable, reference values elsewhere.
 
     Raises:
-        ValueError: For an unknown ``others`` or a key missing in the reference.
+        ValueError: For an unknown ``unmasked_update`` or a key missing in the reference.
         MaskError: For a mask name missing in the target, or a wrong shape.
     """
-    if others not in OTHERS:
-        raise ValueError(f"others must be one of {OTHERS}, got {others!r}")
+    if unmasked_update not in UPDATE_POLICIES:
+        raise ValueError(
+            f"unmasked_update must be one of {UPDATE_POLICIES}, got {unmasked_update!r}"
+        )
     checked = _checked_mask(target_state, trainable, "restore_frozen")
     needed = list(checked) + (
-        [k for k in target_state if k not in checked] if others == "freeze" else []
+        [k for k in target_state if k not in checked]
+        if unmasked_update == "freeze"
+        else []
     )
     missing = [k for k in needed if k not in reference_state]
     if missing:

@@ -57,7 +57,7 @@ def save_sparse_state(
 
     Args:
         path: Output file (conventionally ``*.sparse``).
-        state: Tensors by name (e.g. a model's state dict after ``bake_task``).
+        state: Tensors by name (e.g. a model's state dict after ``TaskSwitcher.switch``).
         masks: Bool masks by tensor name (a subset of ``state``'s names, same shapes);
             values outside a mask are not stored and load back as zeros.
 

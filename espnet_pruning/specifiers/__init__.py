@@ -15,7 +15,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import yaml
 from typeguard import typechecked
 
-from espnet_pruning.errors import InputError
+from espnet_pruning.errors import DataError, InputError
+from espnet_pruning.fileio import read_kaldi_map
 
 BUILTIN_FILE = Path(__file__).with_name("tasks.yaml")
 TARGETS = ("classification", "transcript", "entities")
@@ -230,6 +231,46 @@ class TaskRegistry:
                 f"({', '.join(self._tasks)})"
             )
         return self._by_prompt[key]
+
+    @typechecked
+    def tasks_of_prompts(
+        self,
+        prompt_file: Union[str, os.PathLike],
+        utt2category_file: Optional[Union[str, os.PathLike]] = None,
+    ) -> Dict[str, str]:
+        """The task of every utterance of a data set, decided by its prompt.
+
+        This is the one place that answers "which task is this utterance?": the
+        model routes batches by the prompt and ESPnet's batch sampler groups them by
+        ``utt2category``, so both files must agree, and are checked here once.
+
+        Args:
+            prompt_file: Kaldi-style ``prompt`` file (utterance id → prompt tokens).
+            utt2category_file: The data set's ``utt2category``, checked against the
+                prompts when given and present.
+
+        Returns:
+            Utterance id → task name.
+
+        Raises:
+            DataError: Naming the file and line of an unknown prompt, or the utterance
+                whose ``utt2category`` entry disagrees with its prompt or is missing.
+        """
+        tasks: Dict[str, str] = {}
+        for n, (uid, prompt) in enumerate(read_kaldi_map(prompt_file).items(), 1):
+            try:
+                tasks[uid] = self.task_of_prompt(prompt)
+            except SpecifierError as e:
+                raise DataError(f"{prompt_file}:{n}: utterance {uid}: {e}") from e
+        if utt2category_file is not None and Path(utt2category_file).is_file():
+            categories = read_kaldi_map(utt2category_file)
+            for uid, task in tasks.items():
+                if categories.get(uid) != task:
+                    raise DataError(
+                        f"{utt2category_file}: utterance {uid} is "
+                        f"{categories.get(uid)!r} but its prompt is task {task!r}"
+                    )
+        return tasks
 
     def added_tokens(self, texts: Iterable[Tuple[str, str]] = ()) -> List[str]:
         """Tokens to add to Whisper's vocabulary, in a deterministic order.

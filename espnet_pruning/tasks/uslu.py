@@ -22,7 +22,9 @@ from typeguard import typechecked
 
 from espnet_pruning.errors import DataError
 from espnet_pruning.fileio import read_kaldi_map
+from espnet_pruning.pruning.storage import load_masks
 from espnet_pruning.specifiers import TaskRegistry
+from espnet_pruning.train.masked_training import MaskedTraining
 from espnet_pruning.train.task_schedule import (
     TaskBlockSampler,
     TaskScheduleError,
@@ -288,8 +290,10 @@ class USLUTask(AbsTask):
     def check_data(cls, args: argparse.Namespace) -> None:
         """Fail before training when a prompt or label of the data is unknown.
 
-        Every ``prompt`` file must name known tasks and every label/entity tag of the
-        ``text`` files must be in the token list; errors name the file and line.
+        Every ``prompt`` file must name known tasks and agree with the
+        ``utt2category`` beside it (:meth:`TaskRegistry.tasks_of_prompts`), and every
+        label/entity tag of the ``text`` files must be in the token list; errors name
+        the file and line.
         """
         tasks = cls.task_registry(args)
         token_list = args.token_list
@@ -304,16 +308,9 @@ class USLUTask(AbsTask):
             files = {name: path for path, name, _ in (triples or [])}
             if "prompt" not in files:
                 continue
-            task_of = {}
-            for n, (uid, prompt) in enumerate(
-                read_kaldi_map(files["prompt"]).items(), 1
-            ):
-                try:
-                    task_of[uid] = tasks.task_of_prompt(prompt)
-                except ValueError as e:
-                    raise DataError(
-                        f"{files['prompt']}:{n}: utterance {uid}: {e}"
-                    ) from e
+            task_of = tasks.tasks_of_prompts(
+                files["prompt"], Path(files["prompt"]).with_name("utt2category")
+            )
             if "text" not in files:
                 continue
             for n, (uid, text) in enumerate(read_kaldi_map(files["text"]).items(), 1):
@@ -380,23 +377,35 @@ class USLUTask(AbsTask):
         if args.init is not None:
             initialize(model, args.init)
         if getattr(args, "mask_dir", None):
-            from espnet_pruning.pruning.storage import load_masks
-
-            model.attach_masks(load_masks(args.mask_dir))
-            logging.info(f"Task masks from {args.mask_dir}: {model.masks.tasks}")
-            missing = [
-                t
-                for t in getattr(args, "train_tasks", None) or []
-                if t not in model.masks
-            ]
-            if missing:
-                raise DataError(
-                    f"{args.mask_dir}: no mask for --train_tasks {missing}; the mask "
-                    f"set has {', '.join(model.masks.tasks)}"
-                )
+            model.masked_training = cls.build_masked_training(args, model)
         if getattr(args, "update_only", None):
             cls.restrict_trainable(model, args.update_only)
         return model
+
+    @classmethod
+    def build_masked_training(
+        cls, args: argparse.Namespace, model: ESPnetUSLUModel
+    ) -> MaskedTraining:
+        """The run's masked training: ``--mask_dir`` masks, ``--train_tasks`` and the
+        update policies, checked against the model.
+
+        Raises:
+            MaskError: The masks do not fit the model.
+            MaskedTrainingError: A train task without a mask, or unknown tasks.
+        """
+        training = MaskedTraining(
+            load_masks(args.mask_dir),
+            train_tasks=getattr(args, "train_tasks", None),
+            update_outside_mask=getattr(args, "update_outside_mask", "allow"),
+            unmasked_update=getattr(args, "unmasked_update", "allow"),
+        )
+        training.check_model(model, model.task_names)
+        logging.info(
+            f"Task masks from {args.mask_dir}: {', '.join(training.masks.tasks)}; "
+            f"updates outside the active mask: {training.update_outside_mask}; "
+            f"parameters without masks: {training.unmasked_update}"
+        )
+        return training
 
     @classmethod
     @typechecked
@@ -457,30 +466,8 @@ class USLUTask(AbsTask):
 
     @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module):
-        """ESPnet's optimizers; with masks and ``--update_outside_mask freeze``, steps
-        are restricted to the active task's mask."""
+        """ESPnet's optimizers, bound to the model's masked training (if any)."""
         optimizers = super().build_optimizers(args, model)
-        if getattr(model, "masks", None) is None:
-            return optimizers
-        for optim in optimizers:
-            optim.register_step_post_hook(lambda *_: model.on_optimizer_step())
-        if args.update_outside_mask == "freeze":
-            from espnet_pruning.pruning.apply import UpdateRestriction
-
-            restriction = UpdateRestriction(
-                dict(model.named_parameters()), optimizers, others=args.unmasked_update
-            )
-            model.attach_masks(model.masks, restriction=restriction)
-            # What the trainer keeps exact in averaged checkpoints: entries outside
-            # the union of the trained tasks' masks (and, with freeze, the rest).
-            tasks = args.train_tasks or list(model.masks.tasks)
-            union = {n: m.clone() for n, m in model.masks.mask(tasks[0]).items()}
-            for task in tasks[1:]:
-                for n, m in model.masks.mask(task).items():
-                    union[n] |= m
-            model.frozen_scope = (union, args.unmasked_update)
-        logging.info(
-            f"Updates outside the active mask: {args.update_outside_mask}; "
-            f"parameters without masks: {args.unmasked_update}"
-        )
+        if model.masked_training is not None:
+            model.masked_training.bind_optimizers(model, optimizers)
         return optimizers

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Dict
 
 import torch
 from espnet2.train.trainer import Trainer
@@ -80,8 +81,13 @@ class USLUTrainer(Trainer):
         )
         if not rank0:
             return
-        if getattr(model, "frozen_scope", None) is not None:
-            repair_averaged(model, stage)
+        scope = (
+            model.masked_training.frozen_scope()
+            if model.masked_training is not None
+            else None
+        )
+        if scope is not None:
+            repair_averaged(model, stage, *scope)
         commit(stage)
         shutil.rmtree(stage)
 
@@ -114,24 +120,30 @@ class USLUTrainer(Trainer):
             ) from e
 
 
-def repair_averaged(model: torch.nn.Module, output_dir: Path) -> int:
+def repair_averaged(
+    model: torch.nn.Module,
+    output_dir: Path,
+    trainable: Dict[str, torch.Tensor],
+    unmasked_update: str,
+) -> int:
     """Restore the frozen entries of every averaged checkpoint in ``output_dir``.
 
     Args:
-        model: The trained model, with ``frozen_scope`` = (trainable mask, others).
+        model: The trained model (its frozen entries hold the starting values).
         output_dir: The experiment directory.
+        trainable: Parameter name → mask of the entries training could change.
+        unmasked_update: Whether parameters ``trainable`` does not name were trained.
 
     Returns:
         The number of files rewritten.
     """
-    trainable, others = model.frozen_scope
     reference = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     n = 0
     for path in sorted(output_dir.glob("*.ave*.pth")):
         if path.is_symlink() or not path.is_file():
             continue
         state = torch.load(path, map_location="cpu", weights_only=True)
-        fixed = restore_frozen(state, reference, trainable, others)
+        fixed = restore_frozen(state, reference, trainable, unmasked_update)
         changed = sum(int((fixed[k] != state[k]).sum()) for k in state)
         if changed == 0:
             continue

@@ -12,6 +12,7 @@ from typeguard import typechecked
 from whisper.audio import N_FFT
 
 from espnet_pruning.errors import DataError, InputError
+from espnet_pruning.pruning.storage import load_masks
 from espnet_pruning.pruning.switch import TaskSwitcher
 from espnet_pruning.tasks.uslu import USLUTask
 from espnet_pruning.whisper.beam_search import WhisperBeamSearch
@@ -77,17 +78,15 @@ class Speech2Text:
         model, train_args = USLUTask.build_model_from_file(
             train_config, model_file, device
         )
-        if mask_dir is not None:
-            from espnet_pruning.pruning.storage import load_masks
-
-            model.attach_masks(load_masks(mask_dir))
         # A task's subnetwork m ⊙ θ is written into the weights (dense speed); the
         # switcher keeps θ so that set_task can switch in one pass.
-        self.switcher = None
-        if model.masks is not None:
-            masks = model.masks
-            model.detach_masks()
-            self.switcher = TaskSwitcher(model, masks)
+        masks = None
+        if mask_dir is not None:
+            masks = load_masks(mask_dir)
+        elif model.masked_training is not None:
+            masks = model.masked_training.masks
+        model.masked_training = None
+        self.switcher = TaskSwitcher(model, masks) if masks is not None else None
         self.model = model.eval()
         self.train_args = train_args
         self.registry = USLUTask.task_registry(train_args)

@@ -40,9 +40,11 @@ def subnetwork(tiny_trained, tiny_er_masks):
     model, _ = USLUTask.build_model_from_file(
         tiny_trained / "config.yaml", tiny_trained / "valid.loss.best.pth"
     )
-    model.attach_masks(load_masks(tiny_er_masks))
-    mask = {n: m.clone() for n, m in model.task_mask(TASK, "cpu").items()}
-    model.bake_task(TASK)
+    mask = load_masks(tiny_er_masks).mask(TASK)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, m in mask.items():
+            params[name].mul_(m.to(params[name].dtype))
     return model.eval(), mask
 
 

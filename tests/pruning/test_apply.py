@@ -163,8 +163,8 @@ def _train(model, opt, mask, steps, *, sched=None, restriction=None, accum=2, cl
 
 
 @pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
-@pytest.mark.parametrize("others", ["freeze", "allow"])
-def test_update_restriction_holds_bit_for_bit(kind, others):  # P8, P13a
+@pytest.mark.parametrize("unmasked_update", ["freeze", "allow"])
+def test_update_restriction_holds_bit_for_bit(kind, unmasked_update):  # P8, P13a
     model, ms = _setup()
     opt = _optimizer(kind, model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 3))
@@ -172,7 +172,9 @@ def test_update_restriction_holds_bit_for_bit(kind, others):  # P8, P13a
     _train(model, opt, None, 2, sched=sched)
     mask = ms.mask("a")
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    with UpdateRestriction(dict(model.named_parameters()), [opt], others=others) as r:
+    with UpdateRestriction(
+        dict(model.named_parameters()), [opt], unmasked_update=unmasked_update
+    ) as r:
         r.set_trainable(mask)
         _train(model, opt, mask, 3, sched=sched, restriction=r)
     for n, p in model.named_parameters():
@@ -180,7 +182,7 @@ def test_update_restriction_holds_bit_for_bit(kind, others):  # P8, P13a
             assert torch.equal(p[~mask[n]], before[n][~mask[n]]), n
             moved = (p[mask[n]] != before[n][mask[n]]).float().mean()
             assert moved > 0.5, (n, moved)  # non-vacuity: trainable entries did move
-        elif others == "freeze":
+        elif unmasked_update == "freeze":
             assert torch.equal(p, before[n]), n
     unmasked = [n for n, _ in model.named_parameters() if n not in mask]
     changed = [
@@ -188,7 +190,7 @@ def test_update_restriction_holds_bit_for_bit(kind, others):  # P8, P13a
         for n in unmasked
         if not torch.equal(dict(model.named_parameters())[n], before[n])
     ]
-    assert (changed == []) == (others == "freeze")
+    assert (changed == []) == (unmasked_update == "freeze")
 
 
 def test_without_restriction_masked_gradients_leak():
@@ -215,7 +217,9 @@ def test_restriction_with_autocast_and_grad_scaler():
     _train(model, opt, None, 1)
     mask = ms.mask("b")
     mel, tokens, targets = whisper_batch(model)
-    r = UpdateRestriction(dict(model.named_parameters()), [opt], others="freeze")
+    r = UpdateRestriction(
+        dict(model.named_parameters()), [opt], unmasked_update="freeze"
+    )
     r.set_trainable(mask)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     for step in range(3):
@@ -262,7 +266,9 @@ def test_restriction_survives_load_state_dict_and_stores_only_tensors(tmp_path):
 def test_set_trainable_validation_and_lifting():  # P14, P15
     model, ms = _setup()
     opt = _optimizer("adamw", model.parameters())
-    r = UpdateRestriction(dict(model.named_parameters()), [opt], others="freeze")
+    r = UpdateRestriction(
+        dict(model.named_parameters()), [opt], unmasked_update="freeze"
+    )
     assert not r.active
     r.set_trainable(ms.mask("a"))
     with pytest.raises(MaskError, match="nope"):
@@ -287,8 +293,8 @@ def test_set_trainable_validation_and_lifting():  # P14, P15
     )
     r.remove()
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
-    with pytest.raises(ValueError, match="others"):
-        UpdateRestriction(dict(model.named_parameters()), [opt], others="keep")
+    with pytest.raises(ValueError, match="unmasked_update"):
+        UpdateRestriction(dict(model.named_parameters()), [opt], unmasked_update="keep")
 
 
 def test_disjoint_task_unaffected_by_continual_update():  # P13 b, c
@@ -308,7 +314,7 @@ def test_disjoint_task_unaffected_by_continual_update():  # P13 b, c
     with torch.no_grad():
         out_other = call_with_masks(model, other, mel, tokens)
         out_overlap = call_with_masks(model, overlap, mel, tokens)
-    with UpdateRestriction(params, [opt], others="freeze") as r:
+    with UpdateRestriction(params, [opt], unmasked_update="freeze") as r:
         r.set_trainable(half)
         _train(model, opt, half, 2, restriction=r)
     with torch.no_grad():
@@ -355,7 +361,7 @@ def test_restore_frozen_and_espnet_averaging(tmp_path):  # P19
         if k not in mask:
             assert torch.equal(fixed[k], reference[k]), k
     assert fixed["encoder.conv1.weight"] is not avg["encoder.conv1.weight"]
-    kept = restore_frozen(avg, reference, mask, others="allow")
+    kept = restore_frozen(avg, reference, mask, unmasked_update="allow")
     assert torch.equal(kept["decoder.ln.weight"], avg["decoder.ln.weight"])
     model.load_state_dict(fixed, strict=True)
     with pytest.raises(ValueError, match="reference state has no entries"):

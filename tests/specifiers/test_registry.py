@@ -119,3 +119,29 @@ def test_added_tokens_order_is_deterministic():
         "in:a_x_none",
         "in:b_x_none",
     ]
+
+
+def test_tasks_of_prompts_decides_and_checks_against_utt2category(tmp_path):
+    from espnet_pruning.errors import DataError
+
+    reg = TaskRegistry.load()
+    prompt, category = tmp_path / "prompt", tmp_path / "utt2category"
+    prompt.write_text(
+        "u1 <|en|> <|ic|> <|fsc|>\nu2 <|en|> <|er|> <|iemocap|>\n", encoding="utf-8"
+    )
+    category.write_text("u1 ic_fsc\nu2 er_iemocap\n", encoding="utf-8")
+    assert reg.tasks_of_prompts(prompt, category) == {
+        "u1": "ic_fsc",
+        "u2": "er_iemocap",
+    }
+    category.write_text("u1 ic_fsc\nu2 ic_fsc\n", encoding="utf-8")
+    with pytest.raises(
+        DataError, match="utterance u2 is 'ic_fsc' but its prompt is task 'er_iemocap'"
+    ):
+        reg.tasks_of_prompts(prompt, category)
+    category.write_text("u1 ic_fsc\n", encoding="utf-8")
+    with pytest.raises(DataError, match="u2 is None"):
+        reg.tasks_of_prompts(prompt, category)
+    prompt.write_text("u1 <|en|> <|ic|> <|fsc|>\nu2 <|en|> <|xx|>\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"prompt:2: utterance u2: prompt '<\|en\|> "):
+        reg.tasks_of_prompts(prompt)

@@ -162,7 +162,7 @@ def test_bad_masks_fail_before_training(tiny_data, tiny_trained, masks, tmp_path
     save_masks(other, tmp_path / "other")
     for mask_dir, extra, message in (
         (tmp_path / "other", [], "encoder.encoders.conv1.weight"),
-        (masks[0], ["--train_tasks", "ner_slurp"], "no mask for --train_tasks"),
+        (masks[0], ["--train_tasks", "ner_slurp"], "no mask for train task"),
     ):
         out = tmp_path / f"exp_{len(extra)}"
         proc = run_module(
