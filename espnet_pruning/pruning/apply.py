@@ -1,7 +1,7 @@
 """Applying per-task masks to shared weights, out of place, and restricting updates.
 
 Shared weights are never zeroed in place: zeroing task A's pruned entries would destroy
-values that task B's mask still uses (pruning-pitfalls.md section 1). Instead
+values that task B's mask still uses (docs/pruning_pitfalls.md §1). Instead
 
 * :func:`call_with_masks` runs the model with effective weights ``m ⊙ W`` substituted
   for the named parameters (``torch.func.functional_call``). Autograd then gives the
@@ -10,9 +10,9 @@ values that task B's mask still uses (pruning-pitfalls.md section 1). Instead
   a tied embedding/output layer sees the masked weight in both uses.
 * :class:`UpdateRestriction` keeps every entry outside a *trainable* mask bit-identical
   across optimizer steps. Masked gradients alone do not: Adam/SGD momentum and
-  (decoupled) weight decay move entries whose gradient is zero (section 2). The
+  (decoupled) weight decay move entries whose gradient is zero (§2). The
   restriction snapshots the frozen entries in an optimizer step pre-hook and writes
-  them back in a step post-hook (enforcement pattern 1), whatever the optimizer does.
+  them back in a step post-hook (§2.1, pattern 1), whatever the optimizer does.
 * :func:`restore_frozen` repairs a state dict after ESPnet's checkpoint averaging, which
   changes identical fp32 values by an ulp.
 """

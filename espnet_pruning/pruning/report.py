@@ -1,8 +1,8 @@
 """Sparsity, Param% and overlap reports, computed from the masks alone.
 
 Never from ``weight == 0``: weights can be zero naturally, and with shared weights a
-pruned entry keeps its value (pruning-pitfalls.md section 4.1). Definitions
-(methods.md section 7), with ``n_model_params`` all parameters of the model and
+pruned entry keeps its value (docs/pruning_pitfalls.md §4.1). Definitions
+(docs/methods.md §7), with ``n_model_params`` all parameters of the model and
 ``n_unprunable = n_model_params - maskset.numel()`` the parameters no mask covers:
 
 * density = kept / masked weights; sparsity = 1 - density;

@@ -19,7 +19,8 @@ decoder ``positional_embedding``)
 Names matching one of ``exclude`` (a substring of the name, or an ``fnmatch`` pattern)
 are never prunable. The default scope (weight matrices plus the token embedding, which
 Whisper ties to the output layer; biases, LayerNorm and positional embeddings dense)
-is the one whose Param% arithmetic reproduces the core paper's tables (methods.md 1.6).
+is the one whose Param% arithmetic reproduces the core paper's tables
+(docs/methods.md §1.6).
 
 The prunable names are returned **sorted**; that order is the documented global order
 used for deterministic tie-breaking (:mod:`espnet_pruning.pruning.select`) and for the

@@ -1,6 +1,6 @@
 """Pruning strategies: which kept weights to drop in one pruning round.
 
-Conventions (pruning-pitfalls.md section 4):
+Conventions (docs/pruning_pitfalls.md §4):
 
 * **Fraction of the remaining weights.** One round prunes ``num_to_prune(kept, p)`` of
   the weights the mask still keeps, and only kept weights compete, so masks nest

@@ -4,7 +4,7 @@ forgetting curves of continual learning (Figure 2).
 Each figure is a *data* function (exact numbers, tested) and a *draw* function
 (matplotlib with the Agg backend, no display; the PNG is written to a temporary file in
 the target directory and renamed over the target). Mask figures come from the masks,
-never from zero weights (pruning-pitfalls.md section 4.1).
+never from zero weights (docs/pruning_pitfalls.md §4.1).
 
 The forgetting-curve series is a table with the columns
 ``system,step,task,metric,value``, one row per system, evaluation step of the

@@ -7,8 +7,9 @@ complete epoch, from which ``--resume true`` continues.
 
 With ``--update_outside_mask freeze`` the optimizer steps never move a weight outside
 the trained tasks' masks, but ESPnet's ``average_nbest_models`` sums and divides the
-saved checkpoints, which changes identical fp32 values by an ulp (pruning-pitfalls.md
-section 6). After training, every ``*.ave*.pth`` the Trainer wrote is repaired with
+saved checkpoints, which changes identical fp32 values by an ulp
+(docs/pruning_pitfalls.md §6). After training, every ``*.ave*.pth`` the Trainer wrote
+is repaired with
 :func:`~espnet_pruning.pruning.apply.restore_frozen`: frozen entries take their values
 from the trained model in memory, whose frozen entries are the starting values bit for
 bit (that is what the restriction guarantees, across resumes too).

@@ -1,3 +1,8 @@
+"""Masked forward out of place, update restriction, repair after averaging.
+
+Property numbers (``# P8``) are those of docs/pruning_pitfalls.md §9.
+"""
+
 import copy
 import pickle
 
@@ -195,7 +200,7 @@ def test_update_restriction_holds_bit_for_bit(kind, unmasked_update):  # P8, P13
 
 def test_without_restriction_masked_gradients_leak():
     # Non-vacuity of the test above: masking gradients alone lets Adam/AdamW move
-    # entries outside the mask (pruning-pitfalls.md section 2).
+    # entries outside the mask (docs/pruning_pitfalls.md §2).
     model, ms = _setup()
     opt = _optimizer("adamw", model.parameters())
     _train(model, opt, None, 1)

@@ -1,3 +1,8 @@
+"""The mask set: validation, counts, names.
+
+Property numbers (``# P14``) are those of docs/pruning_pitfalls.md §9.
+"""
+
 import copy
 import pickle
 

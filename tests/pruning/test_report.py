@@ -1,3 +1,8 @@
+"""Sparsity, Param% and overlap reports from the masks.
+
+Property numbers (``# P16``) are those of docs/pruning_pitfalls.md §9.
+"""
+
 import json
 
 import pytest

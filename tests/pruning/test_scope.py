@@ -1,3 +1,5 @@
+"""The pruning scope: which parameters masks cover (P6 of docs/pruning_pitfalls.md §9)."""
+
 import pytest
 import torch
 from pruning_testlib import TwoLayer, tiny_whisper

@@ -1,3 +1,8 @@
+"""Pruning strategies: exact counts, ties, nesting, oracles.
+
+Property numbers (``# P1``) are those of docs/pruning_pitfalls.md §9.
+"""
+
 import numpy as np
 import pytest
 import torch

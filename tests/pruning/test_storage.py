@@ -1,3 +1,8 @@
+"""Mask files: round trip, bit order, atomic replacement, validation.
+
+Property numbers (``# P11``) are those of docs/pruning_pitfalls.md §9.
+"""
+
 import json
 import math
 import os

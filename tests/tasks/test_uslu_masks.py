@@ -1,5 +1,8 @@
 """Task masks inside ESPnet's Trainer: out-of-place masking per batch, frozen weights
-bit-identical (also under 2-process DDP), checkpoints with ESPnet's keys."""
+bit-identical (also under 2-process DDP), checkpoints with ESPnet's keys.
+
+Property numbers (P12) are those of docs/pruning_pitfalls.md §9.
+"""
 
 import pytest
 import torch

@@ -71,7 +71,7 @@ def continual(tiny_data, tiny_trained, masks, tmp_path_factory):
 
 def test_weights_outside_the_mask_stay_exact_also_after_averaging(
     continual, tiny_trained, masks
-):
+):  # P13a, P19
     before = torch.load(tiny_trained / "valid.loss.best.pth", weights_only=True)
     mask = masks[1].mask(NEW)
     averaged = continual / "valid.loss.ave_3best.pth"
@@ -104,7 +104,7 @@ def decode_all(exp, model_file, mask_dir, task, wavs):
 
 def test_disjoint_task_decodes_identically_overlapping_does_not(
     continual, tiny_trained, tiny_data, masks
-):
+):  # P13 b, c
     wavs = list(read_kaldi_map(tiny_data / "valid" / "wav.scp").values())[:4]
     for task, same in ((DISJOINT, True), (OVERLAP, False)):
         got = [

@@ -56,7 +56,7 @@ def setup(tiny_data, tiny_trained, tmp_path_factory):
     return dict(root=root, theta0=theta0, args=args, hp=hp, r1=r1, r2=r2)
 
 
-def test_masks_nest_and_keep_exact_counts(setup):
+def test_masks_nest_and_keep_exact_counts(setup):  # P5
     m0 = load_masks(setup["root"] / "round0")
     m1, m2 = load_masks(setup["r1"]), load_masks(setup["r2"])
     n = m0.numel()
@@ -74,7 +74,7 @@ def test_masks_nest_and_keep_exact_counts(setup):
     assert log["order"] == task_order(TASKS, 3, 2)
 
 
-def test_each_task_rewinds_to_theta0(setup, tmp_path):
+def test_each_task_rewinds_to_theta0(setup, tmp_path):  # P7
     """The task trained last in round 2 equals that task trained alone from θ0 with a
     fresh optimizer: nothing of the task trained before it carries over."""
     last = task_order(TASKS, 3, 2)[-1]
