@@ -26,8 +26,7 @@ import torch
 from typeguard import typechecked
 
 from espnet_pruning.pruning.masks import MaskSet
-
-PARAM_PERCENT_MODES = ("multi_task", "single_task", "task_agnostic")
+from espnet_pruning.pruning.systems import SYSTEM_KINDS, SystemKind
 
 
 @typechecked
@@ -138,14 +137,14 @@ def param_percent_all(maskset: MaskSet, mode: str) -> float:
         ValueError: For an unknown mode, no tasks, unknown ``n_model_params``, or
             differing masks in ``task_agnostic`` mode.
     """
-    if mode not in PARAM_PERCENT_MODES:
-        raise ValueError(f"mode must be one of {PARAM_PERCENT_MODES}, got {mode!r}")
+    if mode not in SYSTEM_KINDS:
+        raise ValueError(f"mode must be one of {SYSTEM_KINDS}, got {mode!r}")
     if not maskset.tasks:
         raise ValueError("the mask set has no tasks")
     n_unprunable = _n_unprunable(maskset)
-    if mode == "single_task":
+    if mode == SystemKind.SINGLE_TASK:
         return sum(param_percent_one(maskset, t) for t in maskset.tasks)
-    if mode == "task_agnostic":
+    if mode == SystemKind.TASK_AGNOSTIC:
         first = maskset.mask(maskset.tasks[0])
         for t in maskset.tasks[1:]:
             if any(not torch.equal(first[n], m) for n, m in maskset.mask(t).items()):
@@ -232,7 +231,7 @@ def full_report(maskset: MaskSet) -> dict:
     param_percent = None
     if n_params is not None and maskset.tasks:
         all_ = {}
-        for mode in PARAM_PERCENT_MODES:
+        for mode in SYSTEM_KINDS:
             try:
                 all_[mode] = param_percent_all(maskset, mode)
             except ValueError:

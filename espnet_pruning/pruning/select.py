@@ -25,13 +25,14 @@ All functions return new mask dicts and never modify weights or input masks.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 from typeguard import typechecked
 
+from espnet_pruning.hparams import Hparams
 from espnet_pruning.pruning.masks import Mask, MaskError, _as_bool_mask
 
 ROUNDINGS = ("round", "ceil", "floor")
@@ -363,22 +364,39 @@ def prune_random(
 
 # --------------------------------------------------------------------- registry
 @dataclass
-class PruningHparams:
-    """Hyperparameters of one pruning round.
+class PruningHparams(Hparams):
+    """Hyperparameters of one pruning step (the defaults are the paper's).
 
     Args:
         strategy: Key of :data:`STRATEGIES`.
         fraction: Fraction to prune per round (0.2 in the core method).
         rounding: ``round`` (half to even), ``ceil`` or ``floor``.
-        seed: Seed of the ``random`` strategy.
+        seed: Seed of the ``random`` strategy (and of Algorithm 1's task order).
         fraction_of: ``remaining`` (of the kept weights) or ``total``.
     """
 
-    strategy: str = "global_magnitude"
-    fraction: float = 0.2
-    rounding: str = "round"
-    seed: int = 0
-    fraction_of: str = "remaining"
+    strategy: str = field(
+        default="global_magnitude",
+        metadata={
+            "help": "global_magnitude (paper), layerwise_magnitude or random",
+        },
+    )
+    fraction: float = field(
+        default=0.2,
+        metadata={"help": "p, the fraction of a mask's weights pruned per round"},
+    )
+    rounding: str = field(
+        default="round",
+        metadata={
+            "help": "how p x remaining becomes a count (round: half to even)",
+            "choices": ROUNDINGS,
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "seed of task order and random"})
+    fraction_of: str = field(
+        default="remaining",
+        metadata={"help": "p is a fraction of these weights", "choices": FRACTION_OF},
+    )
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:

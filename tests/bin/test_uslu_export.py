@@ -83,7 +83,7 @@ def test_plain_checkpoint_decodes_the_subnetwork_without_masks(
     plain = Speech2Text(
         exported / "config.yaml", exported / "model.pth", TASK, maxlenratio=-6
     )
-    assert plain.model.masks is None
+    assert plain.switcher is None and plain.model.masked_training is None
     masked = Speech2Text(
         tiny_trained / "config.yaml",
         tiny_trained / "valid.loss.best.pth",
