@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Report of one continual-learning run: series (CSV, JSON), curves (PNG), table (MD).
 
-See :mod:`espnet_pruning.scoring.continual_report`. Outputs go to ``--out_dir``:
+See :mod:`espnet_pruning.reports.continual_report`. Outputs go to ``--out_dir``:
 ``series.csv``, ``series.json``, ``curves.png`` (or ``--figure``), ``report.md``,
 ``report.json``, all written
 atomically.
@@ -21,6 +21,12 @@ from typing import Optional, Sequence
 
 from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.fileio import atomic_write_text
+from espnet_pruning.reports.continual_report import (
+    ContinualSystem,
+    collect_series,
+    format_report,
+)
+from espnet_pruning.reports.plots import plot_forgetting_curves, write_series
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -45,13 +51,6 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """Collect, plot and write."""
-    from espnet_pruning.scoring.continual_report import (
-        ContinualSystem,
-        collect_series,
-        format_report,
-    )
-    from espnet_pruning.scoring.plots import plot_forgetting_curves, write_series
-
     systems = [ContinualSystem.parse(s) for s in args.system]
     rows, tasks = collect_series(systems, args.test_set)
     write_series(rows, args.out_dir / "series.csv")

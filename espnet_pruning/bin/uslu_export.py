@@ -33,11 +33,11 @@ from typeguard import typechecked
 from espnet_pruning.bin.cli import run_logged
 from espnet_pruning.errors import InputError
 from espnet_pruning.fileio import atomic_open, atomic_write_text
+from espnet_pruning.inference.packing import model_dims, self_contained_config
 from espnet_pruning.pruning.sparse import save_sparse_state
 from espnet_pruning.pruning.storage import load_masks
 from espnet_pruning.pruning.switch import TaskSwitcher
 from espnet_pruning.tasks.uslu import USLUTask
-from espnet_pruning.uslu.packing import model_dims, self_contained_config
 from espnet_pruning.whisper.openai_format import (
     save_whisper_checkpoint,
     whisper_state_from_espnet,

@@ -3,7 +3,7 @@
 
 Every task is trained from θ0 under its current mask with ESPnet's Trainer (the options
 after ``--`` are ``uslu_train``'s), then a fraction p of its mask is pruned by global
-magnitude. See :mod:`espnet_pruning.train.find_masks`. Run it again after a kill: finished
+magnitude. See :mod:`espnet_pruning.experiments.find_masks`. Run it again after a kill: finished
 tasks are skipped, an interrupted training resumes. The tasks of a round are independent,
 so a round can be split: one job per task with ``--tasks TASK``, then one job without
 ``--tasks`` that finds every task done and only merges the round's masks.
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from espnet_pruning.bin.cli import run_logged
+from espnet_pruning.errors import InputError
+from espnet_pruning.experiments.find_masks import FindMasksHparams, find_masks_round
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -54,9 +56,6 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """Check the inputs, then run the round."""
-    from espnet_pruning.errors import InputError
-    from espnet_pruning.train.find_masks import FindMasksHparams, find_masks_round
-
     if not args.init_param.is_file():
         raise InputError(f"{args.init_param}: θ0 model file not found")
     train_args = (

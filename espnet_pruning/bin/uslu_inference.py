@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from espnet_pruning.errors import InputError, exit_on_input_error, input_error_of
 from espnet_pruning.fileio import atomic_write_text
-from espnet_pruning.uslu.speech2text import Speech2Text
+from espnet_pruning.inference.speech2text import Speech2Text
 
 
 def get_parser() -> config_argparse.ArgumentParser:

@@ -35,6 +35,12 @@ import yaml
 
 from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.errors import InputError
+from espnet_pruning.experiments.find_masks import prune_tasks
+from espnet_pruning.pruning.masks import MaskSet
+from espnet_pruning.pruning.scope import PruningScope
+from espnet_pruning.pruning.select import PruningHparams
+from espnet_pruning.pruning.storage import load_masks, save_masks, upgrade_masks
+from espnet_pruning.tasks.uslu import USLUTask
 
 
 def _exists(path: Path) -> bool:
@@ -46,9 +52,6 @@ def _exists(path: Path) -> bool:
 
 def cmd_init(args: argparse.Namespace) -> None:
     """All-ones masks over the model's prunable parameters."""
-    from espnet_pruning.pruning.masks import MaskSet
-    from espnet_pruning.tasks.uslu import USLUTask
-
     if _exists(args.output):
         return
     model, train_args = USLUTask.build_unmasked_model(args.train_config)
@@ -61,16 +64,12 @@ def cmd_init(args: argparse.Namespace) -> None:
             f"--tasks: unknown task(s) {unknown}; the tasks of {args.train_config} "
             f"are {', '.join(known)}"
         )
-    from espnet_pruning.pruning.storage import save_masks
-
     save_masks(MaskSet.from_model(model, scope, tasks), args.output)
     print(f"{args.output}: all-ones masks for {', '.join(tasks)}", file=sys.stderr)
 
 
 def _scope(path: Optional[Path]):
     """The PruningScope of a YAML file (default scope if None)."""
-    from espnet_pruning.pruning.scope import PruningScope
-
     if path is None:
         return PruningScope()
     if not path.is_file():
@@ -85,8 +84,6 @@ def _scope(path: Optional[Path]):
 
 def _model(train_config: Optional[Path], model_file: Optional[Path] = None):
     """The model of a training config (default: beside ``model_file``)."""
-    from espnet_pruning.tasks.uslu import USLUTask
-
     if train_config is None:
         train_config = model_file.parent / "config.yaml"
         if not train_config.is_file():
@@ -99,10 +96,6 @@ def _model(train_config: Optional[Path], model_file: Optional[Path] = None):
 
 def cmd_prune(args: argparse.Namespace) -> None:
     """One magnitude-pruning round of one task's mask."""
-    from espnet_pruning.pruning.select import PruningHparams
-    from espnet_pruning.pruning.storage import load_masks, save_masks
-    from espnet_pruning.train.find_masks import prune_tasks
-
     if _exists(args.output):
         return
     masks = load_masks(args.mask_dir)
@@ -129,8 +122,6 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
 def cmd_merge(args: argparse.Namespace) -> None:
     """Take each listed task's mask from its own set."""
-    from espnet_pruning.pruning.storage import load_masks, save_masks
-
     if _exists(args.output):
         return
     masks = load_masks(args.base)
@@ -151,8 +142,6 @@ def cmd_merge(args: argparse.Namespace) -> None:
 
 def cmd_upgrade(args: argparse.Namespace) -> None:
     """Rewrite a version-1 set with checksum and scope, checked against the model."""
-    from espnet_pruning.pruning.storage import upgrade_masks
-
     model = _model(args.train_config)
     out = upgrade_masks(args.mask_dir, model, _scope(args.scope_config), args.output)
     print(f"{out}: upgraded", file=sys.stderr)

@@ -2,7 +2,7 @@
 """Pack a trained UniverSLU system the ESPnet way: one zip, checksummed, self-contained.
 
 The archive (``espnet2.main_funcs.pack_funcs`` format, see
-:mod:`espnet_pruning.uslu.packing`) holds the config (Whisper built from its dims, token list
+:mod:`espnet_pruning.inference.packing`) holds the config (Whisper built from its dims, token list
 inline), the model, the mask set, the task specifiers, and any ``--option`` files such as
 ``RESULTS.md`` and a figures directory. It is written to a temporary file and renamed.
 Decode from it with ``Speech2Text.from_pretrained(zip, task=...)``.
@@ -27,13 +27,13 @@ from typeguard import typechecked
 
 from espnet_pruning.bin.cli import run_logged
 from espnet_pruning.errors import InputError
-from espnet_pruning.tasks.uslu import USLUTask
-from espnet_pruning.uslu.packing import (
+from espnet_pruning.inference.packing import (
     CHECKSUMS,
     checksum_lines,
     model_dims,
     self_contained_config,
 )
+from espnet_pruning.tasks.uslu import USLUTask
 
 
 @typechecked

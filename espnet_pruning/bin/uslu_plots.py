@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Figures of a run: task overlap (Figure 3), per-layer sparsity, forgetting curves.
 
-See :mod:`espnet_pruning.scoring.plots`. The series of ``forgetting`` is a CSV with the
+See :mod:`espnet_pruning.reports.plots`. The series of ``forgetting`` is a CSV with the
 header ``system,step,task,metric,value`` or a JSON list of such objects (``.json``).
 
 Example:
@@ -17,6 +17,8 @@ from typing import Dict, Optional, Sequence
 
 from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.errors import InputError
+from espnet_pruning.pruning.storage import load_masks
+from espnet_pruning.reports import plots
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -55,9 +57,6 @@ def parse_labels(items: Sequence[str]) -> Dict[str, str]:
 
 def run(args: argparse.Namespace) -> None:
     """Draw the figure."""
-    from espnet_pruning.pruning.storage import load_masks
-    from espnet_pruning.scoring import plots
-
     if args.figure == "forgetting":
         rows = plots.read_series(args.series)
         plots.plot_forgetting_curves(rows, args.output, title=args.title)

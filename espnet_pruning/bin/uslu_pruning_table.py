@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write Table 1 (dense vs multi-task, single-task and task-agnostic pruning) of a run.
 
-See :mod:`espnet_pruning.scoring.pruning_table`. Outputs are written atomically.
+See :mod:`espnet_pruning.reports.pruning_table`. Outputs are written atomically.
 
 Example:
     python -m espnet_pruning.bin.uslu_pruning_table --dense exp/uslu_train_uslu \\
@@ -17,6 +17,12 @@ from typing import Optional, Sequence
 
 from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.fileio import atomic_write_text
+from espnet_pruning.reports.pruning_table import (
+    System,
+    build_table,
+    format_markdown,
+    format_table2,
+)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -38,13 +44,6 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """Build, print and write the table."""
-    from espnet_pruning.scoring.pruning_table import (
-        System,
-        build_table,
-        format_markdown,
-        format_table2,
-    )
-
     table = build_table(
         args.dense, args.test_set, [System.parse(s) for s in args.system]
     )

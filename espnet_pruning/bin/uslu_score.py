@@ -26,8 +26,8 @@ from typing import Any, Dict, Optional, Sequence
 from typeguard import typechecked
 
 from espnet_pruning.fileio import atomic_write_text
+from espnet_pruning.reports.figures import report_figures
 from espnet_pruning.scoring import METRICS, MetricResult, ScoringError, read_text
-from espnet_pruning.scoring.figures import report_figures
 from espnet_pruning.scoring.registry import FIGURES
 from espnet_pruning.scoring.text import MISSING_POLICIES, apply_missing_policy
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Matched-pairs test (NIST MAPSSWE) between two systems' hypotheses on one test set.
 
-See :mod:`espnet_pruning.scoring.significance`. Several comparisons can be given at once
+See :mod:`espnet_pruning.reports.significance`. Several comparisons can be given at once
 (``--pair``); the results are printed as a markdown table (n, mean difference, W, p, the
 system with fewer errors) and written as JSON. Every reference utterance needs a
 hypothesis in both files (``--allow_missing`` scores a missing one as empty).
@@ -24,6 +24,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_pruning.bin.cli import exit_on_input_error
 from espnet_pruning.errors import InputError
+from espnet_pruning.fileio import atomic_write_text
+from espnet_pruning.reports.significance import (
+    SMALL_SAMPLE,
+    TooFewSegmentsError,
+    matched_pairs,
+    segment_errors,
+)
+from espnet_pruning.scoring import read_text
 
 METRIC_CHOICES = ("wer", "accuracy")
 
@@ -91,8 +99,6 @@ def read_inputs(
             a reference id without hypothesis (reference file and line) unless
             ``allow_missing``.
     """
-    from espnet_pruning.scoring import read_text
-
     refs = read_text(ref)
     ref_line = {u: i for i, u in enumerate(refs, 1)}  # read_text has no blank lines
     texts = []
@@ -119,14 +125,6 @@ def _fmt(x: Optional[float], spec: str) -> str:
 
 def run(args: argparse.Namespace) -> None:
     """Test every comparison; print and write the results."""
-    from espnet_pruning.fileio import atomic_write_text
-    from espnet_pruning.scoring.significance import (
-        SMALL_SAMPLE,
-        TooFewSegmentsError,
-        matched_pairs,
-        segment_errors,
-    )
-
     results = []
     for label, metric, ref, hyp_a, hyp_b in comparisons(args):
         refs, (hyps_a, hyps_b) = read_inputs(ref, (hyp_a, hyp_b), args.allow_missing)

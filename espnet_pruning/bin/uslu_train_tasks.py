@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from espnet_pruning.bin.cli import run_logged
+from espnet_pruning.experiments.runs import check_train_args, run_training
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -35,8 +36,6 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """Train every task's model in turn."""
-    from espnet_pruning.train.runs import check_train_args, run_training
-
     train_args = (
         args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     )

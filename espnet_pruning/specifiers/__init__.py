@@ -17,6 +17,7 @@ from typeguard import typechecked
 
 from espnet_pruning.errors import DataError, InputError
 from espnet_pruning.fileio import read_kaldi_map
+from espnet_pruning.whisper.tokenizer import FIRST_ADDED_ID, whisper_base_tokens
 
 BUILTIN_FILE = Path(__file__).with_name("tasks.yaml")
 TARGETS = ("classification", "transcript", "entities")
@@ -285,8 +286,6 @@ class TaskRegistry:
         Returns:
             The added tokens without duplicates.
         """
-        from espnet_pruning.whisper.tokenizer import FIRST_ADDED_ID, whisper_base_tokens
-
         whisper_specials = set(whisper_base_tokens()[:FIRST_ADDED_ID][50257:])
         ordered: List[str] = []
         seen = set(whisper_specials)

@@ -2,11 +2,13 @@
 
 import argparse
 import logging
+import re
 from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+import yaml
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
@@ -421,8 +423,6 @@ class USLUTask(AbsTask):
         Raises:
             DataError: If the config file does not exist or is not a mapping.
         """
-        import yaml
-
         if not config_file.is_file():
             raise DataError(f"{config_file}: training config not found")
         with open(config_file, encoding="utf-8") as f:
@@ -440,8 +440,6 @@ class USLUTask(AbsTask):
         Raises:
             DataError: For an invalid expression or one that matches nothing.
         """
-        import re
-
         try:
             regexes = [re.compile(p) for p in patterns]
         except re.error as e:

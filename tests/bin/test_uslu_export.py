@@ -10,9 +10,9 @@ from tiny import masked_model_args
 from whisper.audio import log_mel_spectrogram, pad_or_trim
 
 from espnet_pruning.bin import uslu_export
+from espnet_pruning.inference.speech2text import Speech2Text
 from espnet_pruning.pruning.sparse import SparseFileError, load_sparse_state
 from espnet_pruning.tasks.uslu import USLUTask
-from espnet_pruning.uslu.speech2text import Speech2Text
 
 TASK = "er_iemocap"
 

@@ -12,12 +12,12 @@ from an4 import SDIST, an4_recordings
 from whisper.audio import log_mel_spectrogram, pad_or_trim
 
 from espnet_pruning.bin import uslu_export
+from espnet_pruning.inference.speech2text import Speech2Text
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.select import prune_global_magnitude
 from espnet_pruning.pruning.storage import save_masks
 from espnet_pruning.tasks.uslu import USLUTask
-from espnet_pruning.uslu.speech2text import Speech2Text
 
 BASE = (
     Path(__file__).resolve().parents[2] / "tools" / "downloads" / "whisper" / "base.pt"

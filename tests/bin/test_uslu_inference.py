@@ -213,7 +213,7 @@ def test_a_set_mixing_tasks_decodes_each_with_its_own_prompt_and_mask(
     import soundfile as sf
 
     from espnet_pruning.bin import uslu_inference
-    from espnet_pruning.uslu.speech2text import Speech2Text
+    from espnet_pruning.inference.speech2text import Speech2Text
 
     valid = tiny_data / "valid"
     out = tmp_path / "mixed"

@@ -8,8 +8,8 @@ import soundfile as sf
 from tiny import masked_model_args
 
 from espnet_pruning.bin import uslu_pack
-from espnet_pruning.uslu.packing import PackError
-from espnet_pruning.uslu.speech2text import Speech2Text
+from espnet_pruning.inference.packing import PackError
+from espnet_pruning.inference.speech2text import Speech2Text
 
 
 @pytest.fixture(scope="module")

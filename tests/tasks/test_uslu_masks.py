@@ -138,7 +138,7 @@ def test_mixed_task_batch_is_rejected(tiny_data, tiny_trained, masks_of_tiny, tm
 
 
 def test_decoding_a_task_subnetwork(tiny_data, tiny_trained, masks_of_tiny, tmp_path):
-    from espnet_pruning.uslu.speech2text import Speech2Text
+    from espnet_pruning.inference.speech2text import Speech2Text
 
     dense = Speech2Text(
         tiny_trained / "config.yaml",

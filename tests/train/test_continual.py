@@ -11,11 +11,11 @@ from conftest import run_module
 from tiny import train_args, write_train_config
 
 from espnet_pruning.fileio import read_kaldi_map
+from espnet_pruning.inference.speech2text import Speech2Text
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.storage import save_masks
 from espnet_pruning.tasks.uslu import USLUTask
-from espnet_pruning.uslu.speech2text import Speech2Text
 
 NEW = "er_iemocap"  # t_c, the task with new data
 DISJOINT = "ic_fsc"  # mask disjoint from t_c's

@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from typeguard import typechecked
 
 from espnet_pruning.errors import DataError
+from espnet_pruning.pruning.report import param_percent_all, param_percent_one
+from espnet_pruning.pruning.storage import load_masks
 
 KINDS = ("multi_task", "single_task", "task_agnostic")
 LABELS = {
@@ -104,9 +106,6 @@ def param_percent(mask_dir: Path, kind: str) -> Dict[str, float]:
     same counts, as Algorithm 1 does); ``sparsity`` is the pruned share of the prunable
     weights.
     """
-    from espnet_pruning.pruning.report import param_percent_all, param_percent_one
-    from espnet_pruning.pruning.storage import load_masks
-
     masks = load_masks(mask_dir)
     tasks = masks.tasks
     try:

@@ -12,7 +12,7 @@ from espnet_pruning.errors import DataError
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.report import overlap_matrix
 from espnet_pruning.pruning.storage import save_masks
-from espnet_pruning.scoring.plots import (
+from espnet_pruning.reports.plots import (
     curves_data,
     layer_order_key,
     layer_sparsity_data,

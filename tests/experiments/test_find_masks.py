@@ -13,17 +13,17 @@ import pytest
 import torch
 from tiny import train_args, write_train_config
 
+from espnet_pruning.experiments.find_masks import (
+    FindMasksHparams,
+    find_masks_round,
+    task_order,
+)
+from espnet_pruning.experiments.runs import TrainArgsError, run_training
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.select import num_to_prune
 from espnet_pruning.pruning.storage import load_masks, save_masks
 from espnet_pruning.tasks.uslu import USLUTask
-from espnet_pruning.train.find_masks import (
-    FindMasksHparams,
-    find_masks_round,
-    task_order,
-)
-from espnet_pruning.train.runs import TrainArgsError, run_training
 
 TASKS = ["asr_librispeech", "er_iemocap"]
 

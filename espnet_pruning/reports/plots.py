@@ -2,9 +2,10 @@
 forgetting curves of continual learning (Figure 2).
 
 Each figure is a *data* function (exact numbers, tested) and a *draw* function
-(matplotlib with the Agg backend, no display; the PNG is written to a temporary file in
-the target directory and renamed over the target). Mask figures come from the masks,
-never from zero weights (docs/pruning_pitfalls.md §4.1).
+(a matplotlib ``Figure`` without pyplot, so no backend or display is chosen for the
+process; the PNG, drawn by Agg, is written to a temporary file in the target directory
+and renamed over the target). Mask figures come from the masks, never from zero weights
+(docs/pruning_pitfalls.md §4.1).
 
 The forgetting-curve series is a table with the columns
 ``system,step,task,metric,value``, one row per system, evaluation step of the
@@ -21,12 +22,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 from typeguard import typechecked
 
 from espnet_pruning.errors import DataError
 from espnet_pruning.fileio import atomic_write_text
 from espnet_pruning.pruning.masks import MaskSet
+from espnet_pruning.pruning.report import layer_key, overlap_matrix, sparsity_report
 
 SERIES_FIELDS = ("system", "step", "task", "metric", "value")
 
@@ -36,17 +40,8 @@ OverlapSource = Union[MaskSet, Mapping[str, Any], Sequence[Sequence[float]], np.
 TaskLabels = Optional[Union[Sequence[str], Mapping[str, str]]]
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, also on machines without a display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path) -> Path:
-    """Write ``fig`` as PNG atomically and close it."""
+    """Write ``fig`` as PNG atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
@@ -55,7 +50,6 @@ def _save(fig, path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
         os.replace(tmp, path)
     finally:
-        _pyplot().close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
@@ -94,8 +88,6 @@ def overlap_data(source: OverlapSource, task_labels: TaskLabels = None) -> Dict:
             match the number of tasks or labels.
     """
     if isinstance(source, MaskSet):
-        from espnet_pruning.pruning.report import overlap_matrix
-
         report = overlap_matrix(source)
         tasks, matrix, scale = report["tasks"], report["overall"], 100.0
     elif isinstance(source, Mapping):
@@ -153,9 +145,9 @@ def plot_overlap_heatmap(
         ``path``.
     """
     data = overlap_data(source, task_labels)
-    plt = _pyplot()
     n = len(data["tasks"])
-    fig, ax = plt.subplots(figsize=(1.1 * n + 2.5, 1.0 * n + 1.5))
+    fig = Figure(figsize=(1.1 * n + 2.5, 1.0 * n + 1.5))
+    ax = fig.subplots()
     image = ax.imshow(data["percent"], cmap="viridis", vmin=0.0, vmax=100.0)
     ax.set_xticks(range(n), data["tasks"], rotation=45, ha="right")
     ax.set_yticks(range(n), data["tasks"])
@@ -206,14 +198,10 @@ def layer_sparsity_data(maskset: MaskSet) -> Dict:
     Returns:
         ``{"layers": [...], "numel": [...], "sparsity": {task: [percent, ...]}}``.
     """
-    from espnet_pruning.pruning.report import sparsity_report
-
     reports = {t: sparsity_report(maskset, t)["per_layer"] for t in maskset.tasks}
     if reports:
         some = next(iter(reports.values()))
     else:  # no task: the layers still exist
-        from espnet_pruning.pruning.report import layer_key
-
         some = {layer_key(n): {"numel": 0} for n in maskset.names}
     layers = sorted(some, key=layer_order_key)
     return {
@@ -255,8 +243,8 @@ def plot_layer_sparsity(
     data = layer_sparsity_data(maskset)
     if not data["sparsity"]:
         raise DataError("the mask set has no task to plot")
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(data["layers"]) + 2), 4.5))
+    fig = Figure(figsize=(max(6.0, 0.35 * len(data["layers"]) + 2), 4.5))
+    ax = fig.subplots()
     x = list(range(len(data["layers"])))
     for task, values in data["sparsity"].items():
         ax.plot(x, values, marker="o", ms=3, label=task)
@@ -451,15 +439,13 @@ def plot_forgetting_curves(
         raise DataError("no series rows to plot")
     metric = {r["task"]: r["metric"] for r in series}
     systems = list(dict.fromkeys(r["system"] for r in series))
-    plt = _pyplot()
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     color = {s: cycle[i % len(cycle)] for i, s in enumerate(systems)}
     n = len(data)
     cols = min(n, 4)
     nrows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(
-        nrows, cols, figsize=(3.6 * cols, 3.0 * nrows + 0.6), squeeze=False
-    )
+    fig = Figure(figsize=(3.6 * cols, 3.0 * nrows + 0.6))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     handles = {}
     for ax, (task, lines) in zip(axes.flat, data.items()):
         for system, points in lines.items():

@@ -12,7 +12,6 @@ test set. This module turns their scores into
   WER up).
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -21,7 +20,7 @@ import yaml
 from typeguard import typechecked
 
 from espnet_pruning.errors import DataError
-from espnet_pruning.scoring.pruning_table import parse_test_sets, read_score
+from espnet_pruning.reports.pruning_table import parse_test_sets, read_score
 
 
 @dataclass

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from espnet_pruning.errors import DataError, InputError
-from espnet_pruning.uslu.speech2text import Speech2Text
+from espnet_pruning.inference.speech2text import Speech2Text
 
 
 @pytest.fixture(scope="module")

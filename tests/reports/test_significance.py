@@ -11,9 +11,7 @@ import subprocess
 import pytest
 
 from espnet_pruning.bin.uslu_significance import main
-from espnet_pruning.scoring.errors import ScoringError
-from espnet_pruning.scoring.sclite import SCTK_DIR, write_trn
-from espnet_pruning.scoring.significance import (
+from espnet_pruning.reports.significance import (
     TooFewSegmentsError,
     align_words,
     compare_systems,
@@ -22,6 +20,8 @@ from espnet_pruning.scoring.significance import (
     segment_errors,
     utterance_errors,
 )
+from espnet_pruning.scoring.errors import ScoringError
+from espnet_pruning.scoring.sclite import SCTK_DIR, write_trn
 
 
 def test_hand_computed_statistic():

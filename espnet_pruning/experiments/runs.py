@@ -16,6 +16,7 @@ from typing import List, Sequence
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
+from espnet_pruning.tasks.uslu import USLUTask
 from espnet_pruning.train.checkpoints import check_torch_file, finished_epoch
 
 DONE = ".done"
@@ -49,8 +50,6 @@ def run_training(train_args: Sequence[str], output_dir: Path) -> Path:
     Returns:
         ``output_dir``.
     """
-    from espnet_pruning.tasks.uslu import USLUTask
-
     if (output_dir / DONE).is_file():
         logging.info(f"{output_dir}: done, skipped")
         return output_dir

@@ -35,12 +35,16 @@ import torch
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
+from espnet_pruning.experiments.runs import (
+    check_train_args,
+    final_checkpoint,
+    run_training,
+)
 from espnet_pruning.fileio import atomic_write_text
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.report import format_report, full_report
 from espnet_pruning.pruning.select import PruningHparams, prune
 from espnet_pruning.pruning.storage import load_masks, save_masks
-from espnet_pruning.train.runs import check_train_args, final_checkpoint, run_training
 
 # Options each run of a round gets from the driver.
 RESERVED = ("--output_dir", "--resume", "--init_param", "--mask_dir", "--train_tasks")

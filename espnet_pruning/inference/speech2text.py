@@ -12,6 +12,7 @@ from typeguard import typechecked
 from whisper.audio import N_FFT
 
 from espnet_pruning.errors import DataError, InputError
+from espnet_pruning.inference.packing import unpack_system
 from espnet_pruning.pruning.storage import load_masks
 from espnet_pruning.pruning.switch import TaskSwitcher
 from espnet_pruning.tasks.uslu import USLUTask
@@ -137,8 +138,6 @@ class Speech2Text:
         Raises:
             PackError: Missing or corrupt archive.
         """
-        from espnet_pruning.uslu.packing import unpack_system
-
         files = unpack_system(packed, cache_dir)
         return cls(
             files["train_config"],

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from espnet_pruning.errors import DataError
-from espnet_pruning.scoring.continual_report import (
+from espnet_pruning.reports.continual_report import (
     ContinualSystem,
     collect_series,
     forgetting,
