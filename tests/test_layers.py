@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "espnet_pruning"
 #: docs/architecture.md §1. Packages of one layer are independent of each other.
 LAYERS = (
     ("errors",),
-    ("fileio",),
+    ("fileio", "hparams"),
     ("pruning", "whisper"),  # framework-free core
     ("specifiers",),  # prompts are Whisper tokens
     ("scoring", "corpora"),  # metrics; data preparation
