@@ -3,15 +3,17 @@
 
 See :mod:`espnet_pruning.reports.continual_report`. Outputs go to ``--out_dir``:
 ``series.csv``, ``series.json``, ``curves.png`` (or ``--figure``), ``report.md``,
-``report.json``, all written
-atomically.
+``report.json``, all written atomically. ``report.md`` links the figure by
+``--figure_link`` when the page that includes it lies elsewhere (``slu.sh`` puts it in
+``exp/RESULTS.md``, the figure in ``exp/figures/``).
 
 Example:
     python -m espnet_pruning.bin.uslu_continual_report --name asr --task asr_librispeech \\
         --new_data train_cl_asr --test_set test_er_iemocap:er_iemocap ... \\
-        --system masked_q2:exp/uslu_multitask_q2:exp/continual_asr/masked_q2 \\
+        --system masked_q2:exp/uslu_multi_task_q2:exp/continual_asr/masked_q2 \\
         --system dense:exp/uslu_train_uslu:exp/continual_asr/dense \\
-        --out_dir exp/continual_asr
+        --out_dir exp/continual_asr --figure exp/figures/continual_asr.png \\
+        --figure_link figures/continual_asr.png
 """
 
 import argparse
@@ -46,6 +48,11 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="curves PNG (default OUT_DIR/curves.png)",
     )
+    parser.add_argument(
+        "--figure_link",
+        default=None,
+        help="path by which report.md links the figure (default: the figure's path)",
+    )
     return parser
 
 
@@ -63,7 +70,7 @@ def run(args: argparse.Namespace) -> None:
         args.new_data,
         rows,
         tasks,
-        figure=str(figure),
+        figure=args.figure_link or str(figure),
     )
     atomic_write_text(args.out_dir / "report.md", text)
     atomic_write_text(

@@ -11,7 +11,8 @@ so a round can be split: one job per task with ``--tasks TASK``, then one job wi
 Example (round 2 of the mini recipe):
     python -m espnet_pruning.bin.uslu_find_masks --round 2 \\
         --init_param exp/uslu_train_uslu/valid.acc.best.pth \\
-        --mask_dir exp/find_masks/round1/masks --output_dir exp/find_masks/round2 \\
+        --mask_dir exp/find_masks/multi_task/round1/masks \\
+        --output_dir exp/find_masks/multi_task/round2 \\
         --fraction 0.2 -- --config conf/find_masks.yaml --token_list tokens.txt ...
 """
 

@@ -7,7 +7,7 @@ Subcommands:
   (the scope comes from a YAML file of :class:`PruningScope` fields or the default);
 * ``prune``: one pruning round of one task: its mask loses ``--fraction`` of its kept
   weights by magnitude of the weights in ``--model_file`` (trained under that mask);
-  ``--all_tasks`` gives every task the same new mask (task-agnostic pruning);
+  ``--task_agnostic`` gives every task the same new mask (task-agnostic pruning);
 * ``merge``: a set whose task ``t`` comes from ``--take t=DIR`` and the rest from ``--base``;
 * ``upgrade``: rewrite a version-1 mask set (no checksum, no scope) as the current format,
   after checking it covers exactly the prunable parameters of the config's model.
@@ -110,7 +110,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
         rounding=args.rounding,
         seed=args.seed,
     )
-    others = [t for t in masks.tasks if t != args.task] if args.all_tasks else []
+    others = [t for t in masks.tasks if t != args.task] if args.task_agnostic else []
     prune_tasks(masks, [args.task, *others], args.model_file, hp)
     save_masks(masks, args.output)
     print(
@@ -168,7 +168,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="global_magnitude")
     p.add_argument("--rounding", default="round", choices=["round", "ceil", "floor"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--all_tasks", action="store_true", help="task-agnostic: one mask")
+    p.add_argument(
+        "--task_agnostic", action="store_true", help="task-agnostic: one mask"
+    )
     p.add_argument(
         "--train_config",
         type=Path,

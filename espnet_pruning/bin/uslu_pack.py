@@ -8,10 +8,12 @@ inline), the model, the mask set, the task specifiers, and any ``--option`` file
 Decode from it with ``Speech2Text.from_pretrained(zip, task=...)``.
 
 Example:
-    python -m espnet_pruning.bin.uslu_pack --train_config exp/uslu_masked_q2/config.yaml \\
-        --model_file exp/uslu_masked_q2/valid.acc.best.pth \\
-        --mask_dir exp/masks/task_specific/q2 --option RESULTS.md --option figures \\
-        --outpath exp/packed/uslu_q2.zip
+    python -m espnet_pruning.bin.uslu_pack \\
+        --train_config exp/uslu_multi_task_q2/config.yaml \\
+        --model_file exp/uslu_multi_task_q2/valid.acc.best.pth \\
+        --mask_dir exp/find_masks/multi_task/round2/masks \\
+        --option exp/RESULTS.md --option exp/figures \\
+        --outpath exp/packed/uslu_multi_task_q2.zip
 """
 
 import argparse

@@ -6,7 +6,7 @@ See :mod:`espnet_pruning.reports.pruning_table`. Outputs are written atomically.
 Example:
     python -m espnet_pruning.bin.uslu_pruning_table --dense exp/uslu_train_uslu \\
         --test_set test_er_iemocap:er_iemocap \\
-        --system multi_task:2:exp/uslu_multitask_q2:exp/find_masks/task_specific/round2/masks \\
+        --system multi_task:2:exp/uslu_multi_task_q2:exp/find_masks/multi_task/round2/masks \\
         --json exp/pruning_table.json --markdown exp/pruning_table.md
 """
 

@@ -9,9 +9,9 @@ Finished runs are skipped and an interrupted one resumes.
 
 Example:
     python -m espnet_pruning.bin.uslu_train_tasks --tasks er_iemocap ic_slurp \\
-        --output_dir exp/uslu_single_q2 -- --config conf/train_masked.yaml \\
+        --output_dir exp/uslu_single_task_q2 -- --config conf/train_masked.yaml \\
         --init_param exp/uslu_train_uslu/valid.acc.best.pth \\
-        --mask_dir exp/find_masks/round2/masks ...
+        --mask_dir exp/find_masks/multi_task/round2/masks ...
 """
 
 import argparse

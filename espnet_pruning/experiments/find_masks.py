@@ -16,6 +16,7 @@ the pruned mask.
 Layout of a round's directory (``output_dir``)::
 
     <task>/            the ESPnet run of that task (config.yaml, checkpoints, logs)
+    task_agnostic/     instead, the one run of task-agnostic pruning (all tasks' data)
     <task>/masks/      the mask set with that task's mask pruned
     masks/             the round's result: every task's pruned mask
     report.json/.txt   sparsity, Param% One/All, overlap (pruning.report)
@@ -48,7 +49,7 @@ from espnet_pruning.pruning.storage import load_masks, save_masks
 
 # Options each run of a round gets from the driver.
 RESERVED = ("--output_dir", "--resume", "--init_param", "--mask_dir", "--train_tasks")
-AGNOSTIC = "all_tasks"
+AGNOSTIC = "task_agnostic"
 
 
 @dataclass

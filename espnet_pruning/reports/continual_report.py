@@ -63,7 +63,7 @@ class ContinualSystem:
             if p.is_dir() and p.name[2:].isdigit()
         )
         if not found:
-            raise DataError(f"{curve}: no decoded checkpoints (run stage 16)")
+            raise DataError(f"{curve}: no decoded checkpoints (run stages 18-19)")
         return found
 
 

@@ -78,7 +78,7 @@ def test_init_prune_merge(tiny_trained, tmp_path):
         "ic_fsc",
         "--model_file",
         model,
-        "--all_tasks",
+        "--task_agnostic",
         "--output",
         str(agnostic),
     )

@@ -86,7 +86,7 @@ def test_mini_recipe_short_configuration(tmp_path):
     assert rows["asr_librispeech"]["metric"] == "wer"
     assert rows["ic_snips"]["metric"] == "macro_f1"
     assert rows["ner_slurp"]["metric"] == "slu_f1"
-    md = (recipe / "RESULTS.md").read_text()
+    md = (recipe / "exp" / "RESULTS.md").read_text()
     assert all(f"|{t}|test_{t}|" in md for t in TASKS)
 
     # Table 1 from masks and scores: Param% One equal for every pruned system at a
@@ -117,11 +117,19 @@ def test_mini_recipe_short_configuration(tmp_path):
             ["masked_q1", "masked_q2", "dense", "dense_enc_linear"]
         )
         assert len(report["verdicts"]) == 4
-        assert (recipe / "figures" / f"continual_{run}.png").stat().st_size > 0
-    md = (recipe / "RESULTS.md").read_text()
+        assert (recipe / "exp" / "figures" / f"continual_{run}.png").stat().st_size > 0
+    assert "](figures/continual_asr.png)" in md and "](figures/overlap_q2.png)" in md
     assert (
         "(Table 1)" in md and "(Table 2)" in md and "## Continual learning: asr" in md
     )
+    assert (recipe / "exp" / "packed" / "uslu_multi_task_q2.zip").is_file()
+    # The run writes only git-ignored dirs (the recipe's RESULTS.md, figures/ untouched).
+    assert sorted(p.name for p in recipe.iterdir() if not p.is_symlink()) == [
+        "data",
+        "downloads",
+        "dump",
+        "exp",
+    ]
 
     # A second run skips every stage's finished work.
     again = run_recipe(recipe, *SHORT)
@@ -130,8 +138,8 @@ def test_mini_recipe_short_configuration(tmp_path):
     assert "Stage 4: dump/token_list/tokens.txt exists, skipped" in out
     assert "exp/uslu_train_uslu done, skipped" in out
     assert "decode_test_er_iemocap done, skipped" in out
-    assert "exp/find_masks/task_specific/round2 done, skipped" in out
-    assert "exp/uslu_multitask_q2 done, skipped" in out
+    assert "exp/find_masks/multi_task/round2 done, skipped" in out
+    assert "exp/uslu_multi_task_q2 done, skipped" in out
     assert "exp/continual_ic/dense done, skipped" in out
 
 
@@ -167,9 +175,16 @@ def test_mini_recipe_pretrained_base_short(tmp_path):
     exp = recipe / "exp" / "pretrained_base"
     results = json.loads((exp / "uslu_train_uslu" / "results.json").read_text())
     assert sorted(r["task"] for r in results["results"]) == sorted(TASKS)
-    page = (recipe / "RESULTS_pretrained_base.md").read_text()
+    page = (exp / "RESULTS.md").read_text()
     assert "Whisper base" in page and "Table 1" in page
-    assert not (recipe / "RESULTS.md").exists()  # the tiny run's page is left alone
+    # Nothing outside exp/ but the shared corpus and dumps; no exp/RESULTS.md of the tiny run.
+    assert sorted(p.name for p in recipe.iterdir() if not p.is_symlink()) == [
+        "data",
+        "downloads",
+        "dump",
+        "exp",
+    ]
+    assert not (recipe / "exp" / "RESULTS.md").exists()
     # Trained from OpenAI's weights: a few small steps away from them, not a random model.
     model = torch.load(
         exp / "uslu_train_uslu" / "valid.acc.best.pth", weights_only=True
@@ -186,7 +201,7 @@ def test_mini_recipe_pretrained_base_short(tmp_path):
     assert (
         "global_magnitude" in json.dumps(table)
         or (
-            exp / "find_masks" / "task_specific" / "round1" / "masks" / "manifest.json"
+            exp / "find_masks" / "multi_task" / "round1" / "masks" / "manifest.json"
         ).is_file()
     )
-    assert (recipe / "figures" / "pretrained_base" / "overlap_q1.png").is_file()
+    assert (exp / "figures" / "overlap_q1.png").is_file()

@@ -43,7 +43,7 @@ SHORTER = [
     "--cl_systems",
     "masked dense",
 ]
-ROUND = Path("exp/find_masks/task_specific/round1")
+ROUND = Path("exp/find_masks/multi_task/round1")
 CL_SYSTEMS = ("masked_q1", "dense")
 
 
@@ -176,10 +176,16 @@ def test_mini_recipe_through_slurm(slurm_conf, end_runs, tmp_path):
     # Reference: the local backend from the same data, uninterrupted, beside the Slurm run
     # (which spends much of its time in slurm.pl's polling).
     local = scratch_recipe(tmp_path / "local")
-    for d in ("data", "dump", "downloads", "exp/uslu_stats"):
+    for d in (
+        "data",
+        "dump",
+        "downloads",
+        "exp/uslu_stats",
+        "exp/uslu_stats_train_cl_asr",
+    ):
         shutil.copytree(recipe / d, local / d, symlinks=True)
     local_env = {k: v for k, v in os.environ.items() if k != "cmd_backend"}
-    ref = start_recipe(local, local_env, "--stage", "6", "--stop_stage", "15")
+    ref = start_recipe(local, local_env, "--stage", "6", "--stop_stage", "17")
 
     out = finish(start_recipe(recipe, env, "--stage", "6", "--stop_stage", "9"))
     assert "Successfully finished" in out, out[-4000:]
@@ -200,13 +206,13 @@ def test_mini_recipe_through_slurm(slurm_conf, end_runs, tmp_path):
 
     # Masked training cancelled in its second epoch; run again, it resumes after the first.
     proc = start_recipe(recipe, env, "--stage", "11", "--stop_stage", "11")
-    multitask = recipe / "exp" / "uslu_multitask_q1"
+    multi_task = recipe / "exp" / "uslu_multi_task_q1"
     cancelled = cancel_one(
-        proc, env, [(multitask, multitask / "train.log")], in_second_epoch
+        proc, env, [(multi_task, multi_task / "train.log")], in_second_epoch
     )
     out = finish(proc)
     assert proc.returncode != 0
-    assert "exp/uslu_multitask_q1/train.log" in out, out[-3000:]
+    assert "exp/uslu_multi_task_q1/train.log" in out, out[-3000:]
     out = finish(start_recipe(recipe, env, "--stage", "11"))
     assert "Successfully finished" in out, out[-4000:]
 
@@ -228,7 +234,7 @@ def test_mini_recipe_through_slurm(slurm_conf, end_runs, tmp_path):
     assert load_masks(recipe / ROUND / "masks") == load_masks(local / ROUND / "masks")
     for model in (
         "uslu_train_uslu/valid.acc.best.pth",
-        "uslu_multitask_q1/valid.acc.best.pth",
+        "uslu_multi_task_q1/valid.acc.best.pth",
         *(f"continual_asr/{s}/{e}epoch.pth" for s in CL_SYSTEMS for e in (1, 2)),
     ):
         assert_same_weights(local / "exp" / model, recipe / "exp" / model)

@@ -176,7 +176,7 @@ def test_task_agnostic_gives_one_mask(setup):
     masks = load_masks(out)
     a, b = (masks.mask(t) for t in TASKS)
     assert all(torch.equal(a[n], b[n]) for n in masks.names)
-    assert (setup["root"] / "agnostic1" / "all_tasks" / "latest.pth").is_file()
+    assert (setup["root"] / "agnostic1" / "task_agnostic" / "latest.pth").is_file()
     assert not (setup["root"] / "agnostic1" / "er_iemocap").exists()
 
 

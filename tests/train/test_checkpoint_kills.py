@@ -189,7 +189,7 @@ def test_file_damaged_outside_our_writes_is_one_error_line(reference, damaged, c
 
 @pytest.fixture(scope="module")
 def continual_reference(tiny_data, tiny_trained, tmp_path_factory):
-    """Masked continual learning (stage 15's masked system): one task's new data, the
+    """Masked continual learning (stage 17's masked system): one task's new data, the
     weights outside its mask frozen, and the n-best average whose frozen entries the
     trainer writes back exactly."""
     root = tmp_path_factory.mktemp("continual_kills")

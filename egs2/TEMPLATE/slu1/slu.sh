@@ -6,116 +6,234 @@
 #   2  data validation            utils/validate_data_dir.sh + audio checks
 #   3  format / dump              scripts/audio/format_wav_scp.sh → dump/raw/<set>/
 #   4  token list                 Whisper vocabulary + task/label tokens → token_list/tokens.txt
-#   5  statistics                 shape files for batching (uslu_train --collect_stats true)
+#   5  statistics                 shape files for batching (uslu_train --collect_stats true), of
+#                                 the main sets and of each --cl_runs entry's sets
 #   6  dense training             ESPnet Trainer, resumes after a kill
 #   7  decoding                   every test set with its task's prompt
 #   8  scoring                    per task: accuracy / macro-F1 / SLU-F1 / WER (sclite)
-#   9  results                    RESULTS.md + exp/<name>/results.json
-# Task-specific subnetworks (the paper's Algorithms 1 and 2, Table 1), from the dense model θ0:
-#  10  find masks (Algorithm 1)   per pruning round, one job per task (the tasks are
-#                                 independent): trained from θ0 under its mask, then pruned
-#                                 by p; one job merges the round → exp/find_masks/<kind>/round<q>/
-#  11  masked training (Alg. 2)   per level Q: multi-task under the masks, and the baselines
-#                                 (single-task: one θ_t per task; task-agnostic: one mask),
-#                                 each system and each single-task model its own job
-#  12  decoding                   every system, each task with its own subnetwork
+#   9  dense results              exp/<name>/RESULTS.md + exp/<name>/results.json
+# Task-specific subnetworks (the paper's Algorithms 1 and 2, Table 1), from the dense model θ0
+# (--skip_pruning true skips stages 10-16):
+#  10  find masks (Algorithm 1)   per round, one job per task (the tasks are independent):
+#                                 trained from θ0 under its mask, then pruned by p; one job
+#                                 merges the round → exp/find_masks/<kind>/round<r>/
+#  11  masked training (Alg. 2)   per level Q: multi_task under the masks, and the baselines
+#                                 (single_task: one θ_t per task; task_agnostic: one mask),
+#                                 each system and each single_task model its own job
+#                                 → exp/uslu_<kind>_q<Q>/
+#  12  decoding                   every pruned system, each task with its own subnetwork
 #  13  scoring                    as stage 8
-#  14  Table 1                    RESULTS.md section + exp/pruning_table.{md,json}
-# Continual learning (the paper's §4.1, Figure 2), for each --cl_runs entry (new data of one task):
-#  15  continual training         one job per system; masked: only the task's subnetwork of each multi-task pruned
-#                                 model; dense: all weights of θ0; dense_enc_linear: θ0's
-#                                 encoder linear layers only → exp/continual_<run>/<system>/
-#  16  forgetting curves          every checkpoint (each K steps) decoded on every test set
-#  17  report                     before/after table, curves (CSV/JSON/PNG) in RESULTS.md
-# Shipping:
-#  18  pack                       each multi-task pruned system as one ESPnet zip (config, model,
+#  14  Table 1 and Table 2        exp/pruning_table.{md,json}, exp/pruning_table2.md
+#  15  matched-pairs test         multi_task vs task_agnostic (MAPSSWE) → exp/significance.{md,json}
+#  16  mask figures               task overlap (Figure 3) and per-layer sparsity at the highest
+#                                 level → exp/figures/*.png, exp/mask_figures.md
+# Continual learning (the paper's §4.1, Figure 2), for each --cl_runs entry (new data of one
+# task; --skip_continual true skips stages 17-20):
+#  17  continual training         one job per system; masked: only the task's subnetwork of each
+#                                 multi_task pruned model; dense: all weights of θ0;
+#                                 dense_enc_linear: θ0's encoder linear layers only
+#                                 → exp/continual_<run>/<system>/
+#  18  forgetting-curve decoding  every checkpoint (each K steps) on every test set
+#  19  forgetting-curve scoring   as stage 8
+#  20  continual report           before/after table, curves (CSV/JSON/PNG)
+#                                 → exp/continual_<run>/report.md, exp/figures/continual_<run>.png
+# Results and shipping:
+#  21  RESULTS.md                 the sections of stages 9, 14-16 and 20 → exp/RESULTS.md (the
+#                                 recipe's committed RESULTS.md and figures/ are copies of
+#                                 exp/RESULTS.md and exp/figures/ that a person makes)
+#  22  pack                       each multi_task pruned system as one ESPnet zip (config, model,
 #                                 mask set, task specifiers, RESULTS.md, figures; checksummed) →
-#                                 exp/packed/uslu_multitask_q<Q>.zip; decode it with
-#                                 Speech2Text.from_pretrained(zip, task=...)
+#                                 exp/packed/uslu_multi_task_q<Q>.zip; decode it with
+#                                 Speech2Text.from_pretrained(zip, task=...) (--skip_packing true
+#                                 skips it)
+# Option strings (${train_args}, $(common_train_opts), ...) are split into words on purpose.
+# shellcheck disable=SC2086,SC2046
 set -euo pipefail
 # Cluster: cmd_backend=slurm in cmd.sh sends every job below through ESPnet's utils/slurm.pl
 # (conf/slurm.conf; --ngpu N becomes --gpu N there). Independent trainings (stages 10, 11,
-# 15) are separate jobs, --task_nj of them at a time.
+# 17) are separate jobs, --task_nj of them at a time.
 
 log() { local fname=${BASH_SOURCE[1]##*/}; echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
-min() { local a b; a=$1; for b in "$@"; do [ "${b}" -le "${a}" ] && a="${b}"; done; echo "${a}"; }
 SECONDS=0
 
-# General
-stage=1
-stop_stage=18
-nj=4                  # parallel jobs of data formatting
-inference_nj=4        # parallel decoding jobs per test set
-inference_batch_size=8   # utterances per beam search when decoding (results equal batch 1)
-ngpu=0                # GPUs for training (0: CPU)
-train_threads=1       # CPU threads of a training job (path.sh sets 1 for every other job)
-task_nj=""            # independent training jobs at once (stages 10, 11, 15); default: 1
-                      # with run.pl (one after another), all with a cluster backend
-num_nodes=1
-gpu_inference=false
-python=python3
-dumpdir=dump
-expdir=exp
-# Data
-train_set=train
-valid_set=valid
-test_sets=""          # one task per test set (its utt2category decides the task)
-local_data_opts=""
-task_specifiers=""    # YAML extending the built-in tasks (optional)
-audio_format=wav
-fs=16k
-# Training
-train_config=conf/train_uslu.yaml
-train_args=""
-tag=""
-# Decoding
-decode_config=conf/decode.yaml   # conf/decode_<task>.yaml overrides it for that task
-inference_model=valid.acc.best.pth
-inference_args=""
-score_missing=skip    # test utterances without a hypothesis: skip (SLURP's scorer) or empty
-# Pruning (stages 10-14)
-prune_levels="2 5"    # Q of each pruned model (paper: 2 and 5 rounds → 36 % and 67.2 % sparsity)
-prune_fraction=0.2    # p, fraction of a mask's remaining weights pruned per round (paper: 0.2)
-prune_strategy=global_magnitude   # paper: global magnitude over encoder and decoder
-prune_seed=0          # task order of Algorithm 1
-prune_baselines="single_task task_agnostic"   # Table 1 baselines to run besides multi-task
-find_masks_config=conf/find_masks.yaml        # Algorithm 1 schedule (overlay on --train_config)
-masked_config=conf/train_masked.yaml          # Algorithm 2 schedule (overlay on --train_config)
-scope_config=""       # PruningScope YAML (default: all weights but positional embeddings)
-masked_inference_model=valid.acc.best.pth
-figures_dir=figures   # PNGs linked from RESULTS.md (beside it, outside exp/)
-results_file=RESULTS.md   # the run's results page (stages 9, 14, 17)
-results_notes=local/RESULTS_notes.md   # the recipe's description under its title (optional)
-token_list=""         # a token list to use as is (an imported ESPnet experiment's); default: stage 4 writes one
-# Continual learning (stages 15-17)
-cl_runs=""            # "NAME:TASK:TRAIN_SET:VALID_SET …", e.g. "asr:asr_librispeech:train_cl_asr:valid_cl_asr"
-cl_systems="masked dense dense_enc_linear"   # masked: one system per --prune_levels entry
-cl_config=conf/train_continual.yaml          # overlay: lr, max_epoch, num_iters_per_epoch (= K)
-cl_unmasked_update=freeze                    # biases/LayerNorm during masked continual training
-cl_enc_linear_config=conf/continual_enc_linear.yaml  # overlay with update_only: the encoder's linear layers
+# General configuration
+stage=1                  # First stage to run.
+stop_stage=22            # Last stage to run.
+skip_stages=""           # Stages not to run, e.g. "15 16".
+skip_pruning=false       # Skip the pruning stages (10-16).
+skip_continual=false     # Skip continual learning (its statistics and stages 17-20).
+skip_packing=false       # Skip the packing stage (22).
+nj=4                     # Parallel jobs of data formatting.
+inference_nj=4           # Parallel decoding jobs per decoding stage.
+inference_batch_size=8   # Utterances per beam search when decoding (results equal batch 1).
+ngpu=0                   # GPUs of a training job (0: CPU).
+num_nodes=1              # Machines of a training job.
+train_threads=1          # CPU threads of a training job (path.sh sets 1 for every other job).
+task_nj=""               # Independent training jobs at once (stages 10, 11, 17); default: 1
+                         # with run.pl (one after another), all of them with a cluster backend.
+gpu_inference=false      # Decode on a GPU.
+python=python3           # Python that runs espnet_pruning's commands.
+dumpdir=dump             # Formatted data sets and the token list.
+expdir=exp               # Experiments, their results (RESULTS.md) and figures.
 
-help_message="Usage: $0 --train_set <set> --valid_set <set> --test_sets '<set> …' [options]
-  --stage/--stop_stage  stages to run (default ${stage}..${stop_stage})
-  --ngpu N              GPUs for training; --num_nodes M for several machines
-  --task_nj N           independent training jobs at once (default: 1 local, all on a cluster)
-  --train_config FILE   training YAML (default ${train_config})
-  --decode_config FILE  decoding YAML (conf/decode_<task>.yaml overrides per task)
-  --inference_model F   checkpoint of the experiment to decode (default ${inference_model})
-  --score_missing P     test utterances without a hypothesis: skip (SLURP's scorer) or empty
-                        (default ${score_missing})
-  --prune_levels 'Q …'  pruning rounds of each pruned model (default '${prune_levels}')
-  --prune_baselines …   of 'single_task task_agnostic' (default '${prune_baselines}')
-  --token_list FILE     use this token list (e.g. whisper_import --from espnet); stage 4 checks it
-  --results_file FILE   results page of the run (default ${results_file})"
+# Data related
+train_set=train          # Training set (data/<set>/).
+valid_set=valid          # Validation set.
+test_sets=""             # Test sets, one task each (its utt2category decides the task; required).
+local_data_opts=""       # Options of local/data.sh (stage 1).
+task_specifiers=""       # YAML extending the built-in tasks (optional).
+audio_format=wav         # Audio format of dump/raw/ (format_wav_scp.sh).
+fs=16k                   # Sampling rate of dump/raw/.
+token_list=""            # A token list to use as is (e.g. an imported ESPnet experiment's;
+                         # stage 4 checks it); default: stage 4 writes dump/token_list/tokens.txt.
+
+# Training related
+train_config=conf/train_uslu.yaml   # Training YAML of the dense model (and base of every overlay).
+train_args=""            # More uslu_train options of every training, e.g. "--max_epoch 2".
+tag=""                   # Name of the dense experiment exp/uslu_<tag> (default: the config's name).
+
+# Decoding and scoring related
+decode_config=conf/decode.yaml      # Decoding YAML (conf/decode_<task>.yaml overrides it for that task).
+inference_model=valid.acc.best.pth  # Checkpoint of the dense experiment to decode (θ0).
+inference_args=""        # More uslu_inference options.
+score_missing=skip       # Test utterances without a hypothesis: skip (SLURP's scorer) or empty.
+results_notes=local/RESULTS_notes.md   # The recipe's description under RESULTS.md's title (optional).
+
+# Pruning related (stages 10-16)
+prune_levels="2 5"       # Level Q of each pruned model: rounds of Algorithm 1 (paper: 2 and 5).
+prune_fraction=0.2       # p, fraction of a mask's remaining weights pruned per round (paper: 0.2).
+prune_strategy=global_magnitude     # Weights to prune: global_magnitude (paper), layerwise_magnitude, random.
+prune_seed=0             # Seed of Algorithm 1's task order.
+prune_baselines="single_task task_agnostic"   # Table 1 baselines run besides multi_task.
+find_masks_config=conf/find_masks.yaml        # Algorithm 1's schedule (overlay on --train_config).
+masked_config=conf/train_masked.yaml          # Algorithm 2's schedule (overlay on --train_config).
+scope_config=""          # PruningScope YAML (default: all weights but positional embeddings).
+masked_inference_model=valid.acc.best.pth     # Checkpoint of a pruned system to decode.
+
+# Continual learning related (stages 17-20)
+cl_runs=""               # Runs "NAME:TASK:TRAIN_SET:VALID_SET ...", e.g. "asr:asr_librispeech:train_cl_asr:valid_cl_asr".
+cl_systems="masked dense dense_enc_linear"   # Systems of each run (masked: one per --prune_levels entry).
+cl_config=conf/train_continual.yaml          # Overlay: lr, max_epoch, num_iters_per_epoch (= K).
+cl_unmasked_update=freeze                    # Parameters no mask covers in masked training: allow or freeze.
+cl_enc_linear_config=conf/continual_enc_linear.yaml  # Overlay of dense_enc_linear (update_only: encoder linear layers).
+
+help_message=$(cat << EOF
+Usage: $0 --train_set <set> --valid_set <set> --test_sets "<set> ..." [options]
+
+Results go to \${expdir}/RESULTS.md and \${expdir}/figures/ (stage 21); a recipe's committed
+RESULTS.md and figures/ are copies of them that a person makes.
+
+Options:
+    # General configuration
+    --stage                  # First stage to run (default="${stage}").
+    --stop_stage             # Last stage to run (default="${stop_stage}").
+    --skip_stages            # Stages not to run, e.g. "15 16" (default="${skip_stages}").
+    --skip_pruning           # Skip the pruning stages 10-16 (default="${skip_pruning}").
+    --skip_continual         # Skip continual learning: its statistics and stages 17-20
+                             # (default="${skip_continual}"; true when --cl_runs is empty).
+    --skip_packing           # Skip the packing stage 22 (default="${skip_packing}").
+    --nj                     # Parallel jobs of data formatting (default="${nj}").
+    --inference_nj           # Parallel decoding jobs per decoding stage (default="${inference_nj}").
+    --inference_batch_size   # Utterances per beam search when decoding (default="${inference_batch_size}").
+    --ngpu                   # GPUs of a training job, 0: CPU (default="${ngpu}").
+    --num_nodes              # Machines of a training job (default="${num_nodes}").
+    --train_threads          # CPU threads of a training job (default="${train_threads}").
+    --task_nj                # Independent training jobs at once, stages 10, 11, 17
+                             # (default: 1 with run.pl, all of them with a cluster backend).
+    --gpu_inference          # Decode on a GPU (default="${gpu_inference}").
+    --python                 # Python that runs espnet_pruning's commands (default="${python}").
+    --dumpdir                # Formatted data sets and the token list (default="${dumpdir}").
+    --expdir                 # Experiments, their results (RESULTS.md) and figures (default="${expdir}").
+
+    # Data related
+    --train_set              # Training set (default="${train_set}").
+    --valid_set              # Validation set (default="${valid_set}").
+    --test_sets              # Test sets, one task each (required).
+    --local_data_opts        # Options of local/data.sh (default="${local_data_opts}").
+    --task_specifiers        # YAML extending the built-in tasks (default="${task_specifiers}").
+    --audio_format           # Audio format of dump/raw/ (default="${audio_format}").
+    --fs                     # Sampling rate of dump/raw/ (default="${fs}").
+    --token_list             # A token list to use as is, checked by stage 4
+                             # (default: stage 4 writes \${dumpdir}/token_list/tokens.txt).
+
+    # Training related
+    --train_config           # Training YAML of the dense model (default="${train_config}").
+    --train_args             # More uslu_train options of every training, e.g. "--max_epoch 2"
+                             # (default="${train_args}").
+    --tag                    # Dense experiment exp/uslu_<tag> (default: the config's name).
+
+    # Decoding and scoring related
+    --decode_config          # Decoding YAML; conf/decode_<task>.yaml overrides it for that task
+                             # (default="${decode_config}").
+    --inference_model        # Checkpoint of the dense experiment to decode (default="${inference_model}").
+    --inference_args         # More uslu_inference options (default="${inference_args}").
+    --score_missing          # Test utterances without a hypothesis: skip (SLURP's scorer) or empty
+                             # (default="${score_missing}").
+    --results_notes          # The recipe's description under RESULTS.md's title (default="${results_notes}").
+
+    # Pruning related (stages 10-16)
+    --prune_levels           # Level Q of each pruned model: rounds of Algorithm 1 (default="${prune_levels}").
+    --prune_fraction         # p, fraction of a mask's remaining weights pruned per round (default="${prune_fraction}").
+    --prune_strategy         # global_magnitude, layerwise_magnitude or random (default="${prune_strategy}").
+    --prune_seed             # Seed of Algorithm 1's task order (default="${prune_seed}").
+    --prune_baselines        # Of "single_task task_agnostic": Table 1 baselines run besides multi_task
+                             # (default="${prune_baselines}").
+    --find_masks_config      # Algorithm 1's schedule, overlay on --train_config (default="${find_masks_config}").
+    --masked_config          # Algorithm 2's schedule, overlay on --train_config (default="${masked_config}").
+    --scope_config           # PruningScope YAML (default: all weights but positional embeddings).
+    --masked_inference_model # Checkpoint of a pruned system to decode (default="${masked_inference_model}").
+
+    # Continual learning related (stages 17-20)
+    --cl_runs                # Runs "NAME:TASK:TRAIN_SET:VALID_SET ..." (default="${cl_runs}").
+    --cl_systems             # Of "masked dense dense_enc_linear", masked: one per --prune_levels entry
+                             # (default="${cl_systems}").
+    --cl_config              # Overlay: lr, max_epoch, num_iters_per_epoch = K (default="${cl_config}").
+    --cl_unmasked_update     # Parameters no mask covers in masked training: allow or freeze
+                             # (default="${cl_unmasked_update}").
+    --cl_enc_linear_config   # Overlay of dense_enc_linear (default="${cl_enc_linear_config}").
+EOF
+)
 
 log "$0 $*"
+# shellcheck source=/dev/null
 . utils/parse_options.sh
+
+if [ $# -ne 0 ]; then
+    log "${help_message}"
+    log "ERROR: no positional arguments: $*"
+    exit 2
+fi
+
+# shellcheck source=/dev/null
 . ./path.sh
+# train_cmd (CPU jobs), cuda_cmd (training), decode_cmd (decoding): run.pl or slurm.pl.
+# shellcheck source=/dev/null
 . ./cmd.sh
 
-[ -n "${test_sets}" ] || { log "${help_message}"; log "ERROR: --test_sets is required"; exit 1; }
+# ------------------------------------------------------------------------------ helpers
+in_list() { [[ " $2 " == *" $1 "* ]]; }           # $1: word, $2: space-separated words
+has_baseline() { in_list "$1" "${prune_baselines}"; }   # $1: single_task|task_agnostic
+# A stage runs when it lies in --stage..--stop_stage and no gate skips it.
+run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] && ! in_list "$1" "${skip_stages}"; }
+
+# ------------------------------------------------------------------- checks and gates
+[ -n "${test_sets}" ] || { log "${help_message}"; log "ERROR: --test_sets is required"; exit 2; }
+for _kind in ${prune_baselines}; do
+    in_list "${_kind}" "single_task task_agnostic" || \
+        { log "ERROR: --prune_baselines: unknown baseline ${_kind} (single_task or task_agnostic)"; exit 2; }
+done
+for _sys in ${cl_systems}; do
+    in_list "${_sys}" "masked dense dense_enc_linear" || \
+        { log "ERROR: --cl_systems: unknown system ${_sys} (masked, dense or dense_enc_linear)"; exit 2; }
+done
+[ -n "${cl_runs}" ] || skip_continual=true
+if "${skip_pruning}"; then skip_stages+=" 10 11 12 13 14 15 16"; fi
+if "${skip_continual}"; then skip_stages+=" 17 18 19 20"; fi
+if "${skip_packing}"; then skip_stages+=" 22"; fi
+
 spec_opt=""; [ -n "${task_specifiers}" ] && spec_opt="--task_specifiers ${task_specifiers}"
 if [ -z "${task_nj}" ]; then
+    # shellcheck disable=SC2154
     case "${cuda_cmd}" in run.pl*|*/run.pl*) task_nj=1 ;; *) task_nj=0 ;; esac  # 0: no limit
 fi
 # A training job: --num_threads CPUs (slurm.pl: --cpus-per-task) and the same thread count
@@ -146,21 +264,37 @@ jobs_wait() {
         exit 1
     fi
 }
+
 given_token_list="${token_list}"
 [ -n "${token_list}" ] || token_list="${dumpdir}/token_list/tokens.txt"
 stats_dir="${expdir}/uslu_stats"
 if [ -z "${tag}" ]; then tag=$(basename "${train_config}" .yaml); fi
 uslu_exp="${expdir}/uslu_${tag}"
-cl_sets=""
-for _run in ${cl_runs}; do IFS=: read -r _ _ _tr _va <<< "${_run}"; cl_sets+=" ${_tr} ${_va}"; done
-data_sets="${train_set} ${valid_set} ${test_sets}${cl_sets}"
+figures_dir="${expdir}/figures"   # PNGs linked from ${expdir}/RESULTS.md as figures/<name>.png
 
-if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+# Continual-learning runs: NAME → its task, training set and validation set.
+cl_names=""
+declare -A cl_task=() cl_train=() cl_valid=()
+for _run in ${cl_runs}; do
+    IFS=: read -r _name _task _tr _va _rest <<< "${_run}"
+    if [ -z "${_va}" ] || [ -n "${_rest}" ]; then
+        log "ERROR: --cl_runs ${_run}: expected NAME:TASK:TRAIN_SET:VALID_SET"; exit 2
+    fi
+    cl_names+=" ${_name}"; cl_task[${_name}]=${_task}; cl_train[${_name}]=${_tr}; cl_valid[${_name}]=${_va}
+done
+cl_stats_dir() { echo "${expdir}/uslu_stats_${cl_train[$1]}"; }  # $1: run
+# Stages 1-4 prepare the continual-learning sets too (with --skip_continual true as well: the
+# token list covers their labels).
+data_sets="${train_set} ${valid_set} ${test_sets}"
+for _name in ${cl_names}; do data_sets+=" ${cl_train[${_name}]} ${cl_valid[${_name}]}"; done
+
+# ------------------------------------------------------------------------ data (1-5)
+if run_stage 1; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
     local/data.sh ${local_data_opts}
 fi
 
-if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+if run_stage 2; then
     log "Stage 2: validating data/{${data_sets// /,}}"
     _opts=""
     for dset in ${data_sets}; do
@@ -170,7 +304,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     ${python} -m espnet_pruning.bin.check_data ${_opts} ${spec_opt}
 fi
 
-if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+if run_stage 3; then
     log "Stage 3: format audio into ${dumpdir}/raw/"
     for dset in ${data_sets}; do
         out="${dumpdir}/raw/${dset}"
@@ -180,6 +314,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         # copy_data_dir.sh keeps Kaldi files only; prompts and tasks are ours.
         cp data/"${dset}"/{prompt,utt2category} "${out}/"
         rm -f "${out}"/{wav.scp,reco2file_and_channel,utt2num_samples}
+        # shellcheck disable=SC2154
         scripts/audio/format_wav_scp.sh --nj "${nj}" --cmd "${train_cmd}" \
             --audio-format "${audio_format}" --fs "${fs}" \
             data/"${dset}"/wav.scp "${out}"
@@ -189,7 +324,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     done
 fi
 
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+if run_stage 4; then
     if [ -n "${given_token_list}" ]; then
         log "Stage 4: checking ${token_list} (given) against the prompts and labels of the data"
         _opts=""
@@ -230,11 +365,17 @@ collect_stats() {  # $1: train set, $2: valid set, $3: output dir
     touch "$3/.done"
 }
 
-if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+if run_stage 5; then
     log "Stage 5: statistics for batching"
     collect_stats "${train_set}" "${valid_set}" "${stats_dir}"
+    if ! "${skip_continual}"; then
+        for name in ${cl_names}; do
+            collect_stats "${cl_train[${name}]}" "${cl_valid[${name}]}" "$(cl_stats_dir "${name}")"
+        done
+    fi
 fi
 
+# --------------------------------------------------------------- dense model (6-9)
 # Train with ESPnet's launcher (one node or several, --ngpu GPUs each); resumes after a kill.
 # ${train_data_override} ("TRAIN_SET VALID_SET STATS_DIR") replaces the main data sets.
 train_data_override=""
@@ -263,7 +404,7 @@ common_train_opts() {  # [$1: train set, $2: valid set, $3: stats dir] (default:
          "--valid_shape_file ${st}/valid/speech_shape"
 }
 
-if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+if run_stage 6; then
     log "Stage 6: dense training ${uslu_exp}"
     train_uslu "${uslu_exp}" "${train_config}" ${train_args}
 fi
@@ -272,8 +413,16 @@ task_of_set() { cut -d' ' -f2 "${dumpdir}/raw/$1/utt2category" | sort -u; }
 
 check_single_task() {  # a test set must hold one task
     local tasks; tasks=$(task_of_set "$1")
-    [ "$(echo "${tasks}" | wc -l)" -eq 1 ] || { log "ERROR: ${dumpdir}/raw/$1/utt2category has several tasks: ${tasks//$'\n'/ }"; exit 1; }
+    # The message goes to stderr: callers take the task from stdout.
+    [ "$(echo "${tasks}" | wc -l)" -eq 1 ] || { log "ERROR: ${dumpdir}/raw/$1/utt2category has several tasks: ${tasks//$'\n'/ }" >&2; exit 1; }
     echo "${tasks}"
+}
+test_set_opts() {  # --test_set SET:TASK of every test set
+    local dset task
+    for dset in ${test_sets}; do
+        task=$(check_single_task "${dset}") || exit 1
+        echo "--test_set ${dset}:${task}"
+    done
 }
 
 # Decoding: items are added per (system, test set), then one job array decodes its share
@@ -301,7 +450,8 @@ add_decode() {  # $1: decode dir, $2: train config, $3: model file, $4: test set
 }
 
 run_decode() {  # $1: log dir; decodes the items added since the last call
-    local logdir=$1 dir f n _ngpu=0 _cmd="${decode_cmd}"
+    # shellcheck disable=SC2154
+    local logdir=$1 dir f g n _ngpu=0 _cmd="${decode_cmd}"
     if [ ${#decode_items[@]} -eq 0 ]; then return; fi
     if ${gpu_inference}; then _ngpu=1; _cmd="${cuda_cmd} --gpu 1"; fi
     mkdir -p "${logdir}"
@@ -322,7 +472,7 @@ run_decode() {  # $1: log dir; decodes the items added since the last call
     decode_items=(); decode_dirs=()
 }
 
-if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+if run_stage 7; then
     log "Stage 7: decoding ${test_sets} with ${uslu_exp}/${inference_model}"
     for dset in ${test_sets}; do
         add_decode "${uslu_exp}/decode_${dset}" "${uslu_exp}/config.yaml" \
@@ -349,30 +499,50 @@ run_score() {
     score_items=()
 }
 
-if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+if run_stage 8; then
     log "Stage 8: scoring"
     for dset in ${test_sets}; do score_dir "${uslu_exp}/decode_${dset}" "${dset}"; done
     run_score
 fi
 
-if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+if run_stage 9; then
     log "Stage 9: results of ${uslu_exp}"
-    _opts=""
-    for dset in ${test_sets}; do _opts+=" --test_set ${dset}:$(check_single_task "${dset}")"; done
+    _opts=$(test_set_opts)
     [ -f "${results_notes}" ] && _opts+=" --notes ${results_notes}"
     ${python} -m espnet_pruning.bin.uslu_results --exp "${uslu_exp}" ${_opts} \
         --json "${uslu_exp}/results.json" --markdown "${uslu_exp}/RESULTS.md"
-    cp "${uslu_exp}/RESULTS.md" "${results_file}"
 fi
 
-# ------------------------------------------------------------------ pruning (10-14)
+# ----------------------------------------------------------------- pruning (10-16)
 theta0="${uslu_exp}/${inference_model}"
 find_dir="${expdir}/find_masks"
-test_tasks() { local d; for d in ${test_sets}; do check_single_task "${d}"; done | tr '\n' ' '; }
+test_tasks() {  # the task of every test set
+    local d task tasks=""
+    for d in ${test_sets}; do task=$(check_single_task "${d}") || exit 1; tasks+="${task} "; done
+    echo "${tasks}"
+}
 max_level=$(echo ${prune_levels} | tr ' ' '\n' | sort -n | tail -1)
-mask_kinds="task_specific"
-[[ " ${prune_baselines} " == *" task_agnostic "* ]] && mask_kinds+=" task_agnostic"
-masks_of() { echo "${find_dir}/$1/round$2/masks"; }  # $1: kind, $2: Q
+# Pruned systems: one per kind and level Q. Algorithm 1 finds the multi_task masks (one per
+# task; the single_task baseline trains under them too) and, as a baseline, the task_agnostic
+# mask (one for all tasks).
+pruned_kinds="multi_task"
+has_baseline single_task && pruned_kinds+=" single_task"
+has_baseline task_agnostic && pruned_kinds+=" task_agnostic"
+mask_kinds="multi_task"
+has_baseline task_agnostic && mask_kinds+=" task_agnostic"
+mask_kind_of() { if [ "$1" = single_task ]; then echo multi_task; else echo "$1"; fi; }
+round_dir() { echo "${find_dir}/$(mask_kind_of "$1")/round$2"; }  # $1: kind, $2: round
+masks_of() { echo "$(round_dir "$1" "$2")/masks"; }  # $1: kind, $2: level Q (= rounds applied)
+pruned_exp() { echo "${expdir}/uslu_$1_q$2"; }       # $1: kind, $2: level Q
+model_exp() {  # $1: kind, $2: level Q, $3: test set → the experiment whose model decodes it
+    local task
+    if [ "$1" = single_task ]; then
+        task=$(check_single_task "$3") || exit 1
+        echo "$(pruned_exp "$1" "$2")/${task}"
+    else
+        pruned_exp "$1" "$2"
+    fi
+}
 
 # A config per schedule: the dense config with the schedule's keys replaced.
 schedule_config() {  # $1: overlay, $2: output
@@ -380,298 +550,304 @@ schedule_config() {  # $1: overlay, $2: output
     ${python} -m espnet_pruning.bin.uslu_config --base "${train_config}" --overlay "$1" --output "$2"
 }
 
-if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+find_masks_job() {  # $1: mask kind, $2: round, $3: log, $4: job command; the rest: more uslu_find_masks options
+    local kind=$1 round=$2 logf=$3 job_cmd=$4 _agnostic=""; shift 4
+    [ "${kind}" = task_agnostic ] && _agnostic="--task_agnostic"
+    ${job_cmd} --num_threads "${train_threads}" --name "find_masks_${kind}_round${round}" "${logf}" \
+        ${train_job_env} ${python} -m espnet_pruning.bin.uslu_find_masks \
+        --round "${round}" --init_param "${theta0}" \
+        --mask_dir "$(masks_of "${kind}" $((round - 1)))" \
+        --output_dir "$(round_dir "${kind}" "${round}")" --fraction "${prune_fraction}" \
+        --strategy "${prune_strategy}" --seed "${prune_seed}" ${_agnostic} "$@" -- \
+        --config "${find_dir}/train.yaml" $(common_train_opts) \
+        --ngpu "${ngpu}" --multiprocessing_distributed true ${train_args}
+}
+
+if run_stage 10; then
     log "Stage 10: Algorithm 1 (find masks) from θ0 = ${theta0}: ${max_level} rounds of p = ${prune_fraction}"
     [ -f "${theta0}" ] || { log "ERROR: ${theta0}: θ0 not found (run stages 6-7 first)"; exit 1; }
     schedule_config "${find_masks_config}" "${find_dir}/train.yaml"
+    _scope=""; [ -n "${scope_config}" ] && _scope="--scope_config ${scope_config}"
     for kind in ${mask_kinds}; do
-        _scope=""; [ -n "${scope_config}" ] && _scope="--scope_config ${scope_config}"
         ${python} -m espnet_pruning.bin.uslu_masks init --train_config "${uslu_exp}/config.yaml" \
             --tasks $(test_tasks) ${_scope} --output "$(masks_of "${kind}" 0)"
-        _agnostic=""; [ "${kind}" = task_agnostic ] && _agnostic="--task_agnostic"
-        for q in $(seq "${max_level}"); do
-            out="${find_dir}/${kind}/round${q}"
+        for round in $(seq "${max_level}"); do
+            out=$(round_dir "${kind}" "${round}")
             if [ -f "${out}/masks/manifest.json" ]; then log "  ${out} done, skipped"; continue; fi
             mkdir -p "${out}"
-            round_job() {  # $1: log, $2: job command; the rest: more uslu_find_masks options
-                local logf=$1 job_cmd=$2; shift 2
-                ${job_cmd} --num_threads "${train_threads}" --name "find_masks_${kind}_${q}" "${logf}" \
-                    ${train_job_env} ${python} -m espnet_pruning.bin.uslu_find_masks \
-                    --round "${q}" --init_param "${theta0}" \
-                    --mask_dir "$(masks_of "${kind}" $((q - 1)))" \
-                    --output_dir "${out}" --fraction "${prune_fraction}" \
-                    --strategy "${prune_strategy}" --seed "${prune_seed}" ${_agnostic} "$@" -- \
-                    --config "${find_dir}/train.yaml" $(common_train_opts) \
-                    --ngpu "${ngpu}" --multiprocessing_distributed true ${train_args}
-            }
-            if [ "${kind}" = task_specific ]; then
-                log "  ${kind} round ${q}: one job per task (log: ${out}/find_masks.<task>.log)"
+            if [ "${kind}" = multi_task ]; then
+                log "  ${kind} round ${round}: one job per task (log: ${out}/find_masks.<task>.log)"
                 for task in $(test_tasks); do
                     [ -f "${out}/${task}/masks/manifest.json" ] && continue
                     job_start "${out}/find_masks.${task}.log" \
-                        round_job "${out}/find_masks.${task}.log" "${cuda_cmd} --gpu ${ngpu}" \
-                        --tasks "${task}"
+                        find_masks_job "${kind}" "${round}" "${out}/find_masks.${task}.log" \
+                        "${cuda_cmd} --gpu ${ngpu}" --tasks "${task}"
                 done
                 jobs_wait
             fi
-            log "  ${kind} round ${q} (log: ${out}/find_masks.log)"
-            if [ "${kind}" = task_specific ]; then  # every task done: the merge only, on CPU
-                round_job "${out}/find_masks.log" "${train_cmd}"
+            log "  ${kind} round ${round} (log: ${out}/find_masks.log)"
+            if [ "${kind}" = multi_task ]; then  # every task done: the merge only, on CPU
+                find_masks_job "${kind}" "${round}" "${out}/find_masks.log" "${train_cmd}"
             else
-                round_job "${out}/find_masks.log" "${cuda_cmd} --gpu ${ngpu}"
+                find_masks_job "${kind}" "${round}" "${out}/find_masks.log" "${cuda_cmd} --gpu ${ngpu}"
             fi
             head -n 12 "${out}/report.txt"
         done
     done
 fi
 
-masked_exp() { echo "${expdir}/uslu_$1_q$2"; }  # $1: system, $2: Q
-
-if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
-    log "Stage 11: Algorithm 2 (masked training from θ0) at Q = ${prune_levels}; baselines: ${prune_baselines:-none}"
+if run_stage 11; then
+    log "Stage 11: Algorithm 2 (masked training from θ0) at Q = ${prune_levels}: ${pruned_kinds}"
     schedule_config "${masked_config}" "${expdir}/masked_train.yaml"
-    # Every system of every level is its own job, and so is each single-task model.
-    for q in ${prune_levels}; do
-        exp=$(masked_exp multitask "${q}")
-        job_start "${exp}/train.log" train_uslu "${exp}" "${expdir}/masked_train.yaml" \
-            --init_param "${theta0}" --mask_dir "$(masks_of task_specific "${q}")" ${train_args}
-        if [[ " ${prune_baselines} " == *" task_agnostic "* ]]; then
-            exp=$(masked_exp agnostic "${q}")
-            job_start "${exp}/train.log" train_uslu "${exp}" "${expdir}/masked_train.yaml" \
-                --init_param "${theta0}" --mask_dir "$(masks_of task_agnostic "${q}")" ${train_args}
-        fi
-        if [[ " ${prune_baselines} " == *" single_task "* ]]; then
-            out=$(masked_exp single "${q}")
-            if [ -f "${out}/.done" ]; then log "  ${out} done, skipped"; continue; fi
-            log "  training ${out}/<task>, one job per task (log: ${out}/train.<task>.log)"
-            mkdir -p "${out}"
+    # Every system of every level is its own job, and so is each single_task model.
+    for level in ${prune_levels}; do
+        for kind in ${pruned_kinds}; do
+            exp=$(pruned_exp "${kind}" "${level}")
+            if [ "${kind}" != single_task ]; then
+                job_start "${exp}/train.log" train_uslu "${exp}" "${expdir}/masked_train.yaml" \
+                    --init_param "${theta0}" --mask_dir "$(masks_of "${kind}" "${level}")" ${train_args}
+                continue
+            fi
+            if [ -f "${exp}/.done" ]; then log "  ${exp} done, skipped"; continue; fi
+            log "  training ${exp}/<task>, one job per task (log: ${exp}/train.<task>.log)"
+            mkdir -p "${exp}"
             for task in $(test_tasks); do
-                [ -f "${out}/${task}/.done" ] && continue
-                job_start "${out}/train.${task}.log" \
+                [ -f "${exp}/${task}/.done" ] && continue
+                job_start "${exp}/train.${task}.log" \
                     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${train_threads}" \
-                    --name "single_${q}_${task}" "${out}/train.${task}.log" \
+                    --name "single_task_q${level}_${task}" "${exp}/train.${task}.log" \
                     ${train_job_env} ${python} -m espnet_pruning.bin.uslu_train_tasks \
-                    --tasks "${task}" --output_dir "${out}" -- \
+                    --tasks "${task}" --output_dir "${exp}" -- \
                     --config "${expdir}/masked_train.yaml" $(common_train_opts) \
-                    --init_param "${theta0}" --mask_dir "$(masks_of task_specific "${q}")" \
+                    --init_param "${theta0}" --mask_dir "$(masks_of "${kind}" "${level}")" \
                     --ngpu "${ngpu}" --multiprocessing_distributed true ${train_args}
             done
-        fi
+        done
     done
     jobs_wait
-    for q in ${prune_levels}; do
-        [[ " ${prune_baselines} " == *" single_task "* ]] && touch "$(masked_exp single "${q}")/.done"
-    done
+    if has_baseline single_task; then
+        for level in ${prune_levels}; do touch "$(pruned_exp single_task "${level}")/.done"; done
+    fi
 fi
 
-# "system kind Q exp mask_dir" lines of the pruned systems
-pruned_systems() {
-    local q
-    for q in ${prune_levels}; do
-        echo "multitask multi_task ${q} $(masked_exp multitask "${q}") $(masks_of task_specific "${q}")"
-        [[ " ${prune_baselines} " == *" single_task "* ]] && \
-            echo "single single_task ${q} $(masked_exp single "${q}") $(masks_of task_specific "${q}")"
-        [[ " ${prune_baselines} " == *" task_agnostic "* ]] && \
-            echo "agnostic task_agnostic ${q} $(masked_exp agnostic "${q}") $(masks_of task_agnostic "${q}")"
-    done
-    return 0
-}
-
-decode_dir_of() {  # $1: system kind, $2: exp, $3: test set → "decode dir|exp of the model"
-    if [ "$1" = single_task ]; then
-        echo "$2/$(check_single_task "$3")/decode_$3|$2/$(check_single_task "$3")"
-    else
-        echo "$2/decode_$3|$2"
-    fi
-}
-
-if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
+if run_stage 12; then
     log "Stage 12: decoding the pruned systems, each task with its subnetwork"
-    while read -r name kind q exp masks; do
-        for dset in ${test_sets}; do
-            IFS='|' read -r dir model_exp <<< "$(decode_dir_of "${kind}" "${exp}" "${dset}")"
-            add_decode "${dir}" "${model_exp}/config.yaml" \
-                "${model_exp}/${masked_inference_model}" "${dset}" "${masks}"
+    for level in ${prune_levels}; do
+        for kind in ${pruned_kinds}; do
+            for dset in ${test_sets}; do
+                exp=$(model_exp "${kind}" "${level}" "${dset}")
+                add_decode "${exp}/decode_${dset}" "${exp}/config.yaml" \
+                    "${exp}/${masked_inference_model}" "${dset}" "$(masks_of "${kind}" "${level}")"
+            done
         done
-    done < <(pruned_systems)
+    done
     run_decode "${expdir}/pruned_decode_logs"
 fi
 
-if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
+if run_stage 13; then
     log "Stage 13: scoring the pruned systems"
-    while read -r name kind q exp masks; do
-        for dset in ${test_sets}; do
-            IFS='|' read -r dir model_exp <<< "$(decode_dir_of "${kind}" "${exp}" "${dset}")"
-            score_dir "${dir}" "${dset}"
+    for level in ${prune_levels}; do
+        for kind in ${pruned_kinds}; do
+            for dset in ${test_sets}; do
+                score_dir "$(model_exp "${kind}" "${level}" "${dset}")/decode_${dset}" "${dset}"
+            done
         done
-    done < <(pruned_systems)
+    done
     run_score
 fi
 
-if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
-    log "Stage 14: Table 1 (Param% One / All and every task's metric)"
-    _opts=""
-    for dset in ${test_sets}; do _opts+=" --test_set ${dset}:$(check_single_task "${dset}")"; done
-    while read -r name kind q exp masks; do
-        _opts+=" --system ${kind}:${q}:${exp}:${masks}"
-    done < <(pruned_systems)
+if run_stage 14; then
+    log "Stage 14: Table 1 (Param% One / All and every task's metric) and Table 2 at Q = ${max_level}"
+    _opts=$(test_set_opts)
+    for level in ${prune_levels}; do
+        for kind in ${pruned_kinds}; do
+            _opts+=" --system ${kind}:${level}:$(pruned_exp "${kind}" "${level}"):$(masks_of "${kind}" "${level}")"
+        done
+    done
     ${python} -m espnet_pruning.bin.uslu_pruning_table --dense "${uslu_exp}" ${_opts} \
         --json "${expdir}/pruning_table.json" --markdown "${expdir}/pruning_table.md" \
         --table2_level "${max_level}" --table2_markdown "${expdir}/pruning_table2.md"
-    # Matched-pairs test (MAPSSWE), multi-task vs task-agnostic pruning, as the paper's §4.
-    if [[ " ${prune_baselines} " == *" task_agnostic "* ]]; then
+fi
+
+if run_stage 15; then
+    if has_baseline task_agnostic; then
+        # Matched-pairs test (MAPSSWE), as the paper's §4, on the tasks scored by WER or accuracy.
+        log "Stage 15: matched-pairs test, multi_task vs task_agnostic pruning"
         _pairs=()
-        for q in ${prune_levels}; do
+        for level in ${prune_levels}; do
             for dset in ${test_sets}; do
                 task=$(check_single_task "${dset}")
                 metric=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
                 case "${metric}" in wer|accuracy) ;; *) continue ;; esac
-                _pairs+=(--pair "Q=${q} ${task}:${metric}:${dumpdir}/raw/${dset}/text:$(masked_exp multitask "${q}")/decode_${dset}/1best_recog/text:$(masked_exp agnostic "${q}")/decode_${dset}/1best_recog/text")
+                _hyp_a="$(pruned_exp multi_task "${level}")/decode_${dset}/1best_recog/text"
+                _hyp_b="$(pruned_exp task_agnostic "${level}")/decode_${dset}/1best_recog/text"
+                _pairs+=(--pair "Q=${level} ${task}:${metric}:${dumpdir}/raw/${dset}/text:${_hyp_a}:${_hyp_b}")
             done
         done
         { echo "## Matched-pairs test: multi-task vs task-agnostic pruning"; echo
           ${python} -m espnet_pruning.bin.uslu_significance "${_pairs[@]}" \
               --name_a multi-task --name_b task-agnostic --json "${expdir}/significance.json"
-        } > "${expdir}/significance.md"
-        { echo; cat "${expdir}/significance.md"; } >> "${expdir}/pruning_table2.md"
+        } > "${expdir}/significance.md.tmp"
+        mv "${expdir}/significance.md.tmp" "${expdir}/significance.md"
+    else
+        log "Stage 15: no task_agnostic baseline (--prune_baselines), skipped"
     fi
-    # Figures of the task-specific masks at the highest level (Figure 3, per-layer sparsity).
-    _masks=$(masks_of task_specific "${max_level}")
+fi
+
+if run_stage 16; then
+    log "Stage 16: figures of the multi_task masks at Q = ${max_level} (Figure 3, per-layer sparsity)"
     for fig in overlap layers; do
-        ${python} -m espnet_pruning.bin.uslu_plots "${fig}" --mask_dir "${_masks}" \
+        ${python} -m espnet_pruning.bin.uslu_plots "${fig}" --mask_dir "$(masks_of multi_task "${max_level}")" \
             --output "${figures_dir}/${fig}_q${max_level}.png"
     done
-    { echo; echo "![task overlap, Q = ${max_level} (Figure 3)](${figures_dir}/overlap_q${max_level}.png)"
-      echo; echo "![sparsity per layer, Q = ${max_level}](${figures_dir}/layers_q${max_level}.png)"
-    } >> "${expdir}/pruning_table2.md"
-    { cat "${uslu_exp}/RESULTS.md"; echo; cat "${expdir}/pruning_table.md"
-      echo; cat "${expdir}/pruning_table2.md"; } > "${results_file}.tmp"
-    mv "${results_file}.tmp" "${results_file}"
+    # Linked relative to ${expdir}/RESULTS.md.
+    { echo "![task overlap, Q = ${max_level} (Figure 3)](figures/overlap_q${max_level}.png)"
+      echo; echo "![sparsity per layer, Q = ${max_level}](figures/layers_q${max_level}.png)"
+    } > "${expdir}/mask_figures.md"
 fi
 
-# ------------------------------------------------------- continual learning (15-17)
-# "system init_model mask_dir extra-options" lines of the continual-learning systems
-cl_system_lines() {
-    local sys q
+# ------------------------------------------------------- continual learning (17-20)
+# Systems of each run: masked_q<Q> (only the run's task's subnetwork of the multi_task pruned
+# model at level Q), dense (all weights of θ0), dense_enc_linear (θ0's encoder linear layers).
+cl_system_names() {
+    local sys level
     for sys in ${cl_systems}; do
-        case "${sys}" in
-            masked)
-                for q in ${prune_levels}; do
-                    echo "masked_q${q} $(masked_exp multitask "${q}")/${masked_inference_model} $(masks_of task_specific "${q}") masked"
-                done ;;
-            dense) echo "dense ${theta0} - dense" ;;
-            dense_enc_linear) echo "dense_enc_linear ${theta0} - enc_linear" ;;
-            *) log "ERROR: --cl_systems: unknown system ${sys}"; exit 1 ;;
-        esac
+        if [ "${sys}" = masked ]; then
+            for level in ${prune_levels}; do echo "masked_q${level}"; done
+        else
+            echo "${sys}"
+        fi
     done
 }
-# Where a system's start (step 0) was decoded: θ0's or the pruned model's decodes.
-cl_start_exp() {  # $1: system
-    case "$1" in masked_q*) masked_exp multitask "${1#masked_q}" ;; *) echo "${uslu_exp}" ;; esac
+cl_exp() { echo "${expdir}/continual_$1/$2"; }   # $1: run, $2: system
+cl_start_exp() {  # $1: system → the experiment it starts from (its step 0 was decoded there)
+    case "$1" in masked_q*) pruned_exp multi_task "${1#masked_q}" ;; *) echo "${uslu_exp}" ;; esac
 }
-
-if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ] && [ -n "${cl_runs}" ]; then
-    log "Stage 15: continual learning: ${cl_runs} (systems: ${cl_systems})"
-    schedule_config "${cl_config}" "${expdir}/continual_train.yaml"
-    ${python} -m espnet_pruning.bin.uslu_config --base "${train_config}" --overlay "${cl_config}" \
-        --overlay "${cl_enc_linear_config}" --output "${expdir}/continual_train_enc_linear.yaml"
-    for run in ${cl_runs}; do
-        IFS=: read -r name task tr va <<< "${run}"
-        collect_stats "${tr}" "${va}" "${expdir}/uslu_stats_${tr}"
-    done
-    # One job per run and system: they all start from models of stages 6/11.
-    for run in ${cl_runs}; do
-        IFS=: read -r name task tr va <<< "${run}"
-        train_data_override="${tr} ${va} ${expdir}/uslu_stats_${tr}"
-        while read -r sys init masks kind; do
-            [ -f "${init}" ] || { log "ERROR: ${init}: start model of ${sys} not found (stages 6/11)"; exit 1; }
-            opts=(--init_param "${init}" --train_tasks "${task}")
-            config="${expdir}/continual_train.yaml"
-            case "${kind}" in
-                masked) opts+=(--mask_dir "${masks}" --update_outside_mask freeze
-                               --unmasked_update "${cl_unmasked_update}") ;;
-                enc_linear) config="${expdir}/continual_train_enc_linear.yaml" ;;
-            esac
-            job_start "${expdir}/continual_${name}/${sys}/train.log" \
-                train_uslu "${expdir}/continual_${name}/${sys}" "${config}" "${opts[@]}" ${train_args}
-        done < <(cl_system_lines)
-        train_data_override=""
-    done
-    jobs_wait
-fi
-
+cl_start_model() {  # $1: system
+    case "$1" in masked_q*) echo "$(cl_start_exp "$1")/${masked_inference_model}" ;; *) echo "${theta0}" ;; esac
+}
+cl_masks() {  # $1: system → its mask dir, or nothing
+    case "$1" in masked_q*) masks_of multi_task "${1#masked_q}" ;; esac
+}
 cl_epochs() {  # $1: experiment dir → epochs with a checkpoint
     local f
     for f in "$1"/[0-9]*epoch.pth; do [ -f "${f}" ] && basename "${f}" epoch.pth; done | sort -n
 }
 
-if [ ${stage} -le 16 ] && [ ${stop_stage} -ge 16 ] && [ -n "${cl_runs}" ]; then
-    log "Stage 16: forgetting curves: every checkpoint on every test set"
-    for run in ${cl_runs}; do
-        IFS=: read -r name task tr va <<< "${run}"
-        while read -r sys init masks kind; do
-            exp="${expdir}/continual_${name}/${sys}"
-            _mask=""; [ "${masks}" != - ] && _mask="${masks}"
+if run_stage 17; then
+    log "Stage 17: continual learning: ${cl_names# } (systems: ${cl_systems})"
+    schedule_config "${cl_config}" "${expdir}/continual_train.yaml"
+    ${python} -m espnet_pruning.bin.uslu_config --base "${train_config}" --overlay "${cl_config}" \
+        --overlay "${cl_enc_linear_config}" --output "${expdir}/continual_train_enc_linear.yaml"
+    # One job per run and system: they all start from models of stages 6/11.
+    for name in ${cl_names}; do
+        train_data_override="${cl_train[${name}]} ${cl_valid[${name}]} $(cl_stats_dir "${name}")"
+        for sys in $(cl_system_names); do
+            init=$(cl_start_model "${sys}")
+            [ -f "${init}" ] || { log "ERROR: ${init}: start model of ${sys} not found (stages 6/11)"; exit 1; }
+            opts=(--init_param "${init}" --train_tasks "${cl_task[${name}]}")
+            config="${expdir}/continual_train.yaml"
+            case "${sys}" in
+                masked_q*) opts+=(--mask_dir "$(cl_masks "${sys}")" --update_outside_mask freeze
+                                  --unmasked_update "${cl_unmasked_update}") ;;
+                dense_enc_linear) config="${expdir}/continual_train_enc_linear.yaml" ;;
+            esac
+            exp=$(cl_exp "${name}" "${sys}")
+            job_start "${exp}/train.log" train_uslu "${exp}" "${config}" "${opts[@]}" ${train_args}
+        done
+        train_data_override=""
+    done
+    jobs_wait
+fi
+
+if run_stage 18; then
+    log "Stage 18: forgetting curves: every checkpoint decoded on every test set"
+    for name in ${cl_names}; do
+        for sys in $(cl_system_names); do
+            exp=$(cl_exp "${name}" "${sys}")
             for e in $(cl_epochs "${exp}"); do
                 for dset in ${test_sets}; do
                     add_decode "${exp}/curve/ep${e}/decode_${dset}" "${exp}/config.yaml" \
-                        "${exp}/${e}epoch.pth" "${dset}" "${_mask}"
+                        "${exp}/${e}epoch.pth" "${dset}" "$(cl_masks "${sys}")"
                 done
             done
-        done < <(cl_system_lines)
+        done
     done
     run_decode "${expdir}/continual_decode_logs"
-    for run in ${cl_runs}; do
-        IFS=: read -r name task tr va <<< "${run}"
-        while read -r sys init masks kind; do
-            exp="${expdir}/continual_${name}/${sys}"
+fi
+
+if run_stage 19; then
+    log "Stage 19: forgetting curves: scoring every checkpoint's decoding"
+    for name in ${cl_names}; do
+        for sys in $(cl_system_names); do
+            exp=$(cl_exp "${name}" "${sys}")
             for e in $(cl_epochs "${exp}"); do
                 for dset in ${test_sets}; do
                     d="${exp}/curve/ep${e}/decode_${dset}"
                     [ -f "${d}/score/result.json" ] || score_dir "${d}" "${dset}"
                 done
             done
-        done < <(cl_system_lines)
+        done
     done
     run_score
 fi
 
-if [ ${stage} -le 17 ] && [ ${stop_stage} -ge 17 ] && [ -n "${cl_runs}" ]; then
-    log "Stage 17: continual-learning report"
-    _sets=""
-    for dset in ${test_sets}; do _sets+=" --test_set ${dset}:$(check_single_task "${dset}")"; done
-    : > "${expdir}/continual.md.tmp"
-    for run in ${cl_runs}; do
-        IFS=: read -r name task tr va <<< "${run}"
+if run_stage 20; then
+    log "Stage 20: continual-learning reports"
+    _sets=$(test_set_opts)
+    for name in ${cl_names}; do
         _sys=""
-        while read -r sys init masks kind; do
-            _sys+=" --system ${sys}:$(cl_start_exp "${sys}"):${expdir}/continual_${name}/${sys}"
-        done < <(cl_system_lines)
-        ${python} -m espnet_pruning.bin.uslu_continual_report --name "${name}" --task "${task}" \
-            --new_data "${tr}" ${_sets} ${_sys} --out_dir "${expdir}/continual_${name}" \
-            --figure "${figures_dir}/continual_${name}.png"
-        cat "${expdir}/continual_${name}/report.md" >> "${expdir}/continual.md.tmp"
+        for sys in $(cl_system_names); do
+            _sys+=" --system ${sys}:$(cl_start_exp "${sys}"):$(cl_exp "${name}" "${sys}")"
+        done
+        # The figure is linked relative to ${expdir}/RESULTS.md, which includes the report.
+        ${python} -m espnet_pruning.bin.uslu_continual_report --name "${name}" \
+            --task "${cl_task[${name}]}" --new_data "${cl_train[${name}]}" ${_sets} ${_sys} \
+            --out_dir "${expdir}/continual_${name}" \
+            --figure "${figures_dir}/continual_${name}.png" \
+            --figure_link "figures/continual_${name}.png"
     done
-    mv "${expdir}/continual.md.tmp" "${expdir}/continual.md"
-    { cat "${uslu_exp}/RESULTS.md"
-      [ -f "${expdir}/pruning_table.md" ] && { echo; cat "${expdir}/pruning_table.md"; }
-      [ -f "${expdir}/pruning_table2.md" ] && { echo; cat "${expdir}/pruning_table2.md"; }
-      echo; cat "${expdir}/continual.md"; } > "${results_file}.tmp"
-    mv "${results_file}.tmp" "${results_file}"
 fi
 
-if [ ${stage} -le 18 ] && [ ${stop_stage} -ge 18 ]; then
-    log "Stage 18: packing the multi-task pruned systems"
+# ------------------------------------------------------- results and shipping (21-22)
+# The sections of ${expdir}/RESULTS.md in order; those not written (stages skipped) are left out.
+results_sections() {
+    local name
+    echo "${uslu_exp}/RESULTS.md"
+    echo "${expdir}/pruning_table.md" "${expdir}/pruning_table2.md"
+    has_baseline task_agnostic && echo "${expdir}/significance.md"
+    echo "${expdir}/mask_figures.md"
+    for name in ${cl_names}; do echo "${expdir}/continual_${name}/report.md"; done
+    return 0
+}
+assemble_results() {  # $1: output; the one place that writes a run's RESULTS.md
+    local out=$1 f sep=""
+    [ -f "${uslu_exp}/RESULTS.md" ] || { log "ERROR: ${uslu_exp}/RESULTS.md not found (run stage 9 first)"; exit 1; }
+    for f in $(results_sections); do
+        [ -f "${f}" ] || continue
+        printf '%s' "${sep}"; sep=$'\n'
+        cat "${f}"
+    done > "${out}.tmp"
+    mv "${out}.tmp" "${out}"
+}
+
+if run_stage 21; then
+    log "Stage 21: ${expdir}/RESULTS.md"
+    assemble_results "${expdir}/RESULTS.md"
+fi
+
+if run_stage 22; then
+    log "Stage 22: packing the multi_task pruned systems"
     _opts=""
-    [ -f "${results_file}" ] && _opts+=" --option ${results_file}"
+    [ -f "${expdir}/RESULTS.md" ] && _opts+=" --option ${expdir}/RESULTS.md"
     [ -d "${figures_dir}" ] && _opts+=" --option ${figures_dir}"
-    for q in ${prune_levels}; do
-        _zip="${expdir}/packed/uslu_multitask_q${q}.zip"
+    for level in ${prune_levels}; do
+        _zip="${expdir}/packed/uslu_multi_task_q${level}.zip"
         if [ -f "${_zip}" ]; then log "  ${_zip} done, skipped"; continue; fi
         ${python} -m espnet_pruning.bin.uslu_pack \
-            --train_config "$(masked_exp multitask "${q}")/config.yaml" \
-            --model_file "$(masked_exp multitask "${q}")/${masked_inference_model}" \
-            --mask_dir "$(masks_of task_specific "${q}")" ${_opts} --outpath "${_zip}"
+            --train_config "$(pruned_exp multi_task "${level}")/config.yaml" \
+            --model_file "$(pruned_exp multi_task "${level}")/${masked_inference_model}" \
+            --mask_dir "$(masks_of multi_task "${level}")" ${_opts} --outpath "${_zip}"
     done
 fi
 

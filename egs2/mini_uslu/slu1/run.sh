@@ -2,10 +2,13 @@
 # Mini UniverSLU: the seven tasks of the paper on a generated spoken corpus, end to end on
 # a CPU. Stages: see ../../TEMPLATE/slu1/slu.sh (./run.sh --stage N --stop_stage M).
 #
-#   ./run.sh                     a tiny randomly initialised Whisper (minutes; README's main job)
+#   ./run.sh                     a tiny randomly initialised Whisper (minutes; README's main job):
+#                                results in exp/RESULTS.md and exp/figures/
 #   ./run.sh --pretrained base   OpenAI's Whisper base (make -C ../../../tools whisper-base first):
-#                                results in RESULTS_pretrained_base.md, exp/pretrained_base/
-# Every other option goes to slu.sh.
+#                                everything in exp/pretrained_base/ (RESULTS.md, figures/)
+# Every other option goes to slu.sh. A run writes only downloads/ (the generated corpus), data/,
+# dump/ and exp/, all git-ignored: the committed RESULTS.md and figures/ here are copies of the
+# tiny run's exp/RESULTS.md and exp/figures/, made by hand when its results change.
 set -euo pipefail
 
 run_command="cd egs2/mini_uslu/slu1 && ./run.sh $*"   # recorded in RESULTS
@@ -33,7 +36,7 @@ case "${pretrained}" in
         ;;
     base)
         # Pretrained Whisper base, pruned globally over encoder and decoder as in the paper.
-        # Same corpus and token list as the tiny run; its own exp dir, results and figures.
+        # Same corpus and token list as the tiny run; its own exp dir (results and figures in it).
         ckpt=../../../tools/downloads/whisper/base.pt
         if [ ! -s "${ckpt}" ]; then
             echo "ERROR: ${ckpt} not found; run: make -C ../../../tools whisper-base" >&2
@@ -43,7 +46,6 @@ case "${pretrained}" in
         model_opts=(--prune_strategy global_magnitude --train_config "${c}/train_uslu.yaml"
             --find_masks_config "${c}/find_masks.yaml" --masked_config "${c}/train_masked.yaml"
             --cl_config "${c}/train_continual.yaml" --expdir exp/pretrained_base
-            --figures_dir figures/pretrained_base --results_file RESULTS_pretrained_base.md
             --results_notes local/RESULTS_notes_pretrained_base.md)
         ;;
     *) echo "ERROR: --pretrained ${pretrained}: use none or base" >&2; exit 1 ;;

@@ -3,6 +3,8 @@
 # ER (IEMOCAP), IC (SLURP), ASR (LibriSpeech). Stages: ../../TEMPLATE/slu1/slu.sh
 # (./run.sh --stage N --stop_stage M). Before a first run: set db.sh, put Whisper medium at
 # downloads/whisper/medium.pt (conf/train_uslu.yaml) and run local/check_corpora.sh.
+# Results: exp/RESULTS.md with its figures in exp/figures/ (stage 21); a run writes only the
+# git-ignored data/, dump/ and exp/.
 set -euo pipefail
 
 train_set=train     # the three tasks, IEMOCAP ×10 (local/data.sh)

@@ -4,6 +4,8 @@
 # SmartLights), NER (SLURP), SCR (Speech Commands v0.02). Stages: ../../TEMPLATE/slu1/slu.sh
 # (./run.sh --stage N --stop_stage M). Before a first run: set db.sh, put Whisper medium at
 # downloads/whisper/medium.pt (conf/train_uslu.yaml) and run local/check_corpora.sh.
+# Results: exp/RESULTS.md with its figures in exp/figures/ (stage 21); a run writes only the
+# git-ignored data/, dump/ and exp/.
 set -euo pipefail
 
 train_set=train     # all seven tasks, IEMOCAP ×10 (local/data.sh)
@@ -11,7 +13,7 @@ valid_set=valid
 test_sets="test_er_iemocap test_ic_slurp test_asr_librispeech test_ic_fsc test_ic_snips test_ner_slurp test_scr_speechcommands"
 # Continual learning (§4.1, Figure 2; the paper runs it on the 3-task model, egs2/uslu3):
 # LibriSpeech 360 h for ASR, SLURP real + synthetic for IC; here every one of the seven tasks
-# is evaluated along the curves. --cl_runs "" (or --stop_stage 14) skips stages 15-17, and
+# is evaluated along the curves. --cl_runs "" skips continual learning (stages 17-20), and
 # --local_data_opts "--continual false" then skips the continual-learning data.
 cl_runs="asr:asr_librispeech:train_cl_asr:valid_cl_asr ic:ic_slurp:train_cl_ic_mix:valid_cl_ic"
 
