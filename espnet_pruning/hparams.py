@@ -41,6 +41,10 @@ class Hparams:
             group: Title of an argument group to put the options in.
         """
         target = parser.add_argument_group(group) if group else parser
+        # ArgumentDefaultsHelpFormatter appends the defaults itself.
+        shows_defaults = issubclass(
+            parser.formatter_class, argparse.ArgumentDefaultsHelpFormatter
+        )
         for field in dataclasses.fields(cls):
             if field.name in exclude:
                 continue
@@ -61,7 +65,9 @@ class Hparams:
                 type=kind,
                 default=default,
                 choices=choices,
-                help=f"{help_text} (default: {default})",
+                help=(
+                    help_text if shows_defaults else f"{help_text} (default: {default})"
+                ),
             )
 
     @classmethod

@@ -36,15 +36,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init_param", type=Path, required=True, help="θ0 (.pth)")
     parser.add_argument("--mask_dir", type=Path, required=True, help="masks before")
     parser.add_argument("--output_dir", type=Path, required=True)
-    parser.add_argument("--fraction", type=float, default=0.2, help="paper: p = 0.2")
-    parser.add_argument("--strategy", default="global_magnitude")
-    parser.add_argument(
-        "--rounding", default="round", choices=["round", "ceil", "floor"]
-    )
-    parser.add_argument("--seed", type=int, default=0, help="task order")
-    parser.add_argument(
-        "--task_agnostic", action="store_true", help="one mask from mixed-task data"
-    )
+    FindMasksHparams.add_args(parser, group="Algorithm 1")
     parser.add_argument(
         "--tasks",
         nargs="+",
@@ -63,14 +55,7 @@ def run(args: argparse.Namespace) -> None:
         args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
     )
     try:
-        hparams = FindMasksHparams(
-            fraction=args.fraction,
-            strategy=args.strategy,
-            rounding=args.rounding,
-            seed=args.seed,
-            task_agnostic=args.task_agnostic,
-        )
-        hparams.pruning()
+        hparams = FindMasksHparams.from_args(args)
     except ValueError as e:
         raise InputError(str(e)) from e
     out = find_masks_round(

@@ -104,12 +104,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
     if not args.model_file.is_file():
         raise InputError(f"{args.model_file}: model file not found")
     masks.check_compatible(_model(args.train_config, args.model_file))
-    hp = PruningHparams(
-        strategy=args.strategy,
-        fraction=args.fraction,
-        rounding=args.rounding,
-        seed=args.seed,
-    )
+    hp = PruningHparams.from_args(args)
     others = [t for t in masks.tasks if t != args.task] if args.task_agnostic else []
     prune_tasks(masks, [args.task, *others], args.model_file, hp)
     save_masks(masks, args.output)
@@ -164,10 +159,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask_dir", type=Path, required=True)
     p.add_argument("--task", required=True)
     p.add_argument("--model_file", type=Path, required=True)
-    p.add_argument("--fraction", type=float, default=0.2, help="paper: p = 0.2")
-    p.add_argument("--strategy", default="global_magnitude")
-    p.add_argument("--rounding", default="round", choices=["round", "ceil", "floor"])
-    p.add_argument("--seed", type=int, default=0)
+    PruningHparams.add_args(p, group="pruning step")
     p.add_argument(
         "--task_agnostic", action="store_true", help="task-agnostic: one mask"
     )

@@ -27,7 +27,7 @@ killed round run again ends with the same masks.
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -53,31 +53,25 @@ AGNOSTIC = "task_agnostic"
 
 
 @dataclass
-class FindMasksHparams:
+class FindMasksHparams(PruningHparams):
     """Hyperparameters of Algorithm 1 that are not training options.
 
+    The pruning step's (:class:`PruningHparams`: p, strategy, rounding, seed — the
+    seed also orders the tasks) and:
+
     Args:
-        fraction: p, the fraction of a mask's remaining weights pruned per round
-            (paper: 0.2; Q = 2 rounds give 36 % sparsity, 5 give 67.2 %).
-        strategy: ``global_magnitude`` (paper), ``layerwise_magnitude`` or ``random``.
-        rounding: How p × remaining becomes a count (``round``: half to even).
-        seed: Seed of the task order (and of the ``random`` strategy).
         task_agnostic: One mask for all tasks, found on their mixed data.
     """
 
-    fraction: float = 0.2
-    strategy: str = "global_magnitude"
-    rounding: str = "round"
-    seed: int = 0
-    task_agnostic: bool = False
+    task_agnostic: bool = field(
+        default=False,
+        metadata={"help": "one mask for all tasks, found on their mixed data"},
+    )
 
     def pruning(self) -> PruningHparams:
         """The selection hyperparameters of one pruning step."""
         return PruningHparams(
-            strategy=self.strategy,
-            fraction=self.fraction,
-            rounding=self.rounding,
-            seed=self.seed,
+            **{f.name: getattr(self, f.name) for f in fields(PruningHparams)}
         )
 
 
