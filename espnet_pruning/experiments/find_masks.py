@@ -46,10 +46,12 @@ from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.report import format_report, full_report
 from espnet_pruning.pruning.select import PruningHparams, prune
 from espnet_pruning.pruning.storage import load_masks, save_masks
+from espnet_pruning.pruning.systems import SystemKind
 
 # Options each run of a round gets from the driver.
 RESERVED = ("--output_dir", "--resume", "--init_param", "--mask_dir", "--train_tasks")
-AGNOSTIC = "task_agnostic"
+# The one run of a task-agnostic round (its directory name).
+AGNOSTIC = SystemKind.TASK_AGNOSTIC.value
 
 
 @dataclass

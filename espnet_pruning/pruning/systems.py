@@ -17,15 +17,12 @@ Examples:
 import enum
 
 
-class SystemKind(str, enum.Enum):
-    """A kind of pruned system; its value is the name used everywhere."""
+class SystemKind(enum.StrEnum):
+    """A kind of pruned system; its value is the name used everywhere (a ``str``)."""
 
     MULTI_TASK = "multi_task"
     SINGLE_TASK = "single_task"
     TASK_AGNOSTIC = "task_agnostic"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: Every kind's name, in the order of the paper's Table 1.

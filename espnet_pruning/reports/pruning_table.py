@@ -21,13 +21,13 @@ from typeguard import typechecked
 from espnet_pruning.errors import DataError
 from espnet_pruning.pruning.report import param_percent_all, param_percent_one
 from espnet_pruning.pruning.storage import load_masks
+from espnet_pruning.pruning.systems import SYSTEM_KINDS, SystemKind
 
-KINDS = ("multi_task", "single_task", "task_agnostic")
 LABELS = {
     "dense": "UniverSLU dense",
-    "multi_task": "Multi-task",
-    "single_task": "Single-task",
-    "task_agnostic": "+Task-agnostic",
+    SystemKind.MULTI_TASK: "Multi-task",
+    SystemKind.SINGLE_TASK: "Single-task",
+    SystemKind.TASK_AGNOSTIC: "+Task-agnostic",
 }
 
 
@@ -56,15 +56,15 @@ class System:
             DataError: For a malformed item or an unknown kind.
         """
         parts = text.split(":", 3)
-        if len(parts) != 4 or parts[0] not in KINDS or not parts[1].isdigit():
+        if len(parts) != 4 or parts[0] not in SYSTEM_KINDS or not parts[1].isdigit():
             raise DataError(
-                f"--system {text!r}: expected KIND:Q:EXP:MASK_DIR with KIND in {KINDS}"
+                f"--system {text!r}: expected KIND:Q:EXP:MASK_DIR with KIND in {SYSTEM_KINDS}"
             )
         return cls(parts[0], int(parts[1]), Path(parts[2]), Path(parts[3]))
 
     def decode_dir(self, test_set: str, task: str) -> Path:
         """Where the system's hypotheses for ``test_set`` are."""
-        if self.kind == "single_task":
+        if self.kind == SystemKind.SINGLE_TASK:
             return self.exp / task / f"decode_{test_set}"
         return self.exp / f"decode_{test_set}"
 
@@ -154,7 +154,8 @@ def build_table(
     levels = list(dict.fromkeys(s.level for s in systems))
     for level in levels:
         for system in sorted(
-            (s for s in systems if s.level == level), key=lambda s: KINDS.index(s.kind)
+            (s for s in systems if s.level == level),
+            key=lambda s: SYSTEM_KINDS.index(s.kind),
         ):
             pp = param_percent(system.mask_dir, system.kind)
             rows.append(
@@ -217,16 +218,17 @@ def format_table2(table: Dict, level: int) -> str:
     """
     labels = {
         "dense": "UniverSLU dense",
-        "multi_task": "+Multi-task pruning",
-        "single_task": "+Single-task pruning",
+        SystemKind.MULTI_TASK: "+Multi-task pruning",
+        SystemKind.SINGLE_TASK: "+Single-task pruning",
     }
     rows = [r for r in table["rows"] if r["kind"] == "dense"]
     rows += [
         r
         for r in table["rows"]
-        if r["level"] == level and r["kind"] in ("multi_task", "single_task")
+        if r["level"] == level
+        and r["kind"] in (SystemKind.MULTI_TASK, SystemKind.SINGLE_TASK)
     ]
-    if not any(r["kind"] == "multi_task" for r in rows):
+    if not any(r["kind"] == SystemKind.MULTI_TASK for r in rows):
         raise DataError(f"no multi-task pruning at Q = {level} in the table")
     tasks = table["tasks"]
     header = ["", "Param(%) One / All"] + [
