@@ -32,7 +32,7 @@ from typeguard import typechecked
 
 from espnet_pruning.bin.cli import run_logged
 from espnet_pruning.errors import InputError
-from espnet_pruning.fileio import atomic_open, atomic_write_text
+from espnet_pruning.fileio import atomic_open, atomic_write_text, read_yaml
 from espnet_pruning.inference.packing import model_dims, self_contained_config
 from espnet_pruning.pruning.sparse import save_sparse_state
 from espnet_pruning.pruning.storage import load_masks
@@ -45,11 +45,6 @@ from espnet_pruning.whisper.openai_format import (
 
 FORMATS = ("whisper", "espnet", "sparse")
 DTYPES = {"fp32": None, "fp16": torch.float16}
-
-
-def _read_yaml(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
 
 
 @typechecked
@@ -105,7 +100,7 @@ def export_task(
         atomic_write_text(
             output_dir / "config.yaml",
             yaml.safe_dump(
-                self_contained_config(_read_yaml(train_config), dims), sort_keys=False
+                self_contained_config(read_yaml(train_config), dims), sort_keys=False
             ),
         )
     if "sparse" in formats:

@@ -263,8 +263,53 @@ def _decode(
             _report(key, e, failed)
 
 
-def inference(args: argparse.Namespace) -> Tuple[int, List[str]]:
-    """Decode every utterance; returns the number decoded and the keys that failed."""
+#: The options that make a job's model: consecutive jobs alike in these share one model.
+MODEL_KEYS = ("train_config", "model_file", "mask_dir", "ngpu")
+
+
+class ModelCache:
+    """The last job's :class:`Speech2Text`, reused by the next job with the same model.
+
+    ``slu.sh`` decodes every test set of a system in one process: building the model
+    once instead of once per set saves the config parse, the model build and the
+    checkpoint load of all sets but the first.
+    """
+
+    def __init__(self):
+        self.key: Optional[Tuple] = None
+        self.speech2text: Optional[Speech2Text] = None
+
+    def get(self, args: argparse.Namespace, task: str) -> Speech2Text:
+        """A decoder of ``args``'s model with its search settings, set to ``task``."""
+        key = tuple(getattr(args, k) for k in MODEL_KEYS)
+        search = {k: getattr(args, k) for k in BEAM_KEYS}
+        prompt = args.prompt if args.utt2task is None else None
+        if self.speech2text is None or key != self.key:
+            self.speech2text = None  # the previous model is freed before the next loads
+            self.speech2text = Speech2Text(
+                train_config=args.train_config,
+                model_file=args.model_file,
+                task=task,
+                prompt=prompt,
+                device="cuda" if args.ngpu > 0 else "cpu",
+                mask_dir=args.mask_dir,
+                **search,
+            )
+            self.key = key
+        else:
+            self.speech2text.set_search(**search)
+        return self.speech2text
+
+
+def inference(
+    args: argparse.Namespace, models: Optional[ModelCache] = None
+) -> Tuple[int, List[str]]:
+    """Decode every utterance; returns the number decoded and the keys that failed.
+
+    Args:
+        args: One job's options (:func:`decode_jobs`).
+        models: Reuse the previous job's model when it is the same one.
+    """
     if args.batch_size < 1:
         raise InputError(f"--batch_size must be at least 1, not {args.batch_size}")
     if args.key_file is not None and _no_keys(args.key_file):
@@ -273,25 +318,11 @@ def inference(args: argparse.Namespace) -> Tuple[int, List[str]]:
         logging.info(f"{args.key_file}: no utterances, {args.output_dir} left empty")
         return 0, []
     set_all_random_seed(args.seed)
-    device = "cuda" if args.ngpu > 0 else "cpu"
     groups = _task_groups(args, _keys(args))
     if not groups:
         return 0, []
     prompt = args.prompt if args.utt2task is None else None
-    speech2text = Speech2Text(
-        train_config=args.train_config,
-        model_file=args.model_file,
-        task=next(iter(groups)),
-        prompt=prompt,
-        device=device,
-        beam_size=args.beam_size,
-        penalty=args.penalty,
-        maxlenratio=args.maxlenratio,
-        minlenratio=args.minlenratio,
-        nbest=args.nbest,
-        normalize_length=args.normalize_length,
-        mask_dir=args.mask_dir,
-    )
+    speech2text = (models or ModelCache()).get(args, next(iter(groups)))
     # Random access by key: an unreadable utterance fails alone.
     dataset = ESPnetDataset(args.data_path_and_name_and_type, float_dtype=args.dtype)
     n, failed, pending = 0, [], []
@@ -335,9 +366,9 @@ def inference(args: argparse.Namespace) -> Tuple[int, List[str]]:
 
 def run(args: argparse.Namespace) -> None:
     """Decode every job; exit with status 1 if any utterance failed."""
-    failed = []
+    failed, models = [], ModelCache()
     for job in decode_jobs(args):
-        failed += inference(job)[1]
+        failed += inference(job, models)[1]
     if failed:
         print(
             f"ERROR: {len(failed)} utterance(s) failed (listed in failed_keys of "

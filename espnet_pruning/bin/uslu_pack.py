@@ -29,6 +29,7 @@ from typeguard import typechecked
 
 from espnet_pruning.bin.cli import run_logged
 from espnet_pruning.errors import InputError
+from espnet_pruning.fileio import read_yaml
 from espnet_pruning.inference.packing import (
     CHECKSUMS,
     checksum_lines,
@@ -56,8 +57,7 @@ def pack_system(
         if not Path(path).exists():
             raise InputError(f"{path}: not found")
     model, _ = USLUTask.build_model_from_file(train_config, model_file, "cpu")
-    with open(train_config, encoding="utf-8") as f:
-        conf = self_contained_config(yaml.safe_load(f), model_dims(model))
+    conf = self_contained_config(read_yaml(train_config), model_dims(model))
     del model
     outpath.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=outpath.parent, prefix=".pack.") as tmp:

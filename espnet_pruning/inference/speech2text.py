@@ -92,26 +92,17 @@ class Speech2Text:
         self.train_args = train_args
         self.registry = USLUTask.task_registry(train_args)
         self.tokenizer = WhisperTokenizer(model.token_list)
-        vocab = len(model.token_list)
-        decoder = model.decoder if kv_cache else FullPrefixScorer(model.decoder)
-        self.beam_search = WhisperBeamSearch(
-            n_text_ctx=model.decoder.n_text_ctx,
-            scorers=dict(decoder=decoder, length_bonus=LengthBonus(vocab)),
-            weights=dict(decoder=1.0, length_bonus=penalty),
-            beam_size=beam_size,
-            vocab_size=vocab,
-            sos=model.sos,
-            eos=model.eos,
-            token_list=None,
-            pre_beam_score_key="full",
-            hyp_primer=None,
-            normalize_length=normalize_length,
-        ).to(device)
-        self.beam_search.eval()
         self.device = device
-        self.maxlenratio = maxlenratio
-        self.minlenratio = minlenratio
-        self.nbest = nbest
+        self.kv_cache = kv_cache
+        self.primer: List[int] = []
+        self.set_search(
+            beam_size=beam_size,
+            penalty=penalty,
+            maxlenratio=maxlenratio,
+            minlenratio=minlenratio,
+            nbest=nbest,
+            normalize_length=normalize_length,
+        )
         self.set_task(task, prompt)
 
     @classmethod
@@ -147,6 +138,42 @@ class Speech2Text:
             prompt=prompt,
             **kwargs,
         )
+
+    @typechecked
+    def set_search(
+        self,
+        beam_size: int = 1,
+        penalty: float = 0.0,
+        maxlenratio: float = 0.0,
+        minlenratio: float = 0.0,
+        nbest: int = 1,
+        normalize_length: bool = False,
+    ) -> None:
+        """Search with these settings from now on (the arguments of the same names of
+        :class:`Speech2Text`); the model, task and prompt stay. Costs no model load: a
+        decoding job reuses one model for every test set, each with its own settings."""
+        model = self.model
+        vocab = len(model.token_list)
+        decoder = model.decoder if self.kv_cache else FullPrefixScorer(model.decoder)
+        self.beam_search = WhisperBeamSearch(
+            n_text_ctx=model.decoder.n_text_ctx,
+            scorers=dict(decoder=decoder, length_bonus=LengthBonus(vocab)),
+            weights=dict(decoder=1.0, length_bonus=penalty),
+            beam_size=beam_size,
+            vocab_size=vocab,
+            sos=model.sos,
+            eos=model.eos,
+            token_list=None,
+            pre_beam_score_key="full",
+            hyp_primer=None,
+            normalize_length=normalize_length,
+        ).to(self.device)
+        self.beam_search.eval()
+        if self.primer:
+            self.beam_search.set_hyp_primer(list(self.primer))
+        self.maxlenratio = maxlenratio
+        self.minlenratio = minlenratio
+        self.nbest = nbest
 
     def set_task(self, task: str, prompt: Optional[str] = None) -> None:
         """Decode with ``task``'s prompt and subnetwork from now on.

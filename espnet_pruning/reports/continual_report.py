@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import yaml
 from typeguard import typechecked
 
 from espnet_pruning.errors import DataError
+from espnet_pruning.fileio import read_yaml
 from espnet_pruning.reports.pruning_table import parse_test_sets, read_score
 
 
@@ -51,8 +51,7 @@ class ContinualSystem:
         config = self.exp / "config.yaml"
         if not config.is_file():
             raise DataError(f"{config}: not found (run the continual training stage)")
-        with open(config, encoding="utf-8") as f:
-            return (yaml.safe_load(f) or {}).get("num_iters_per_epoch")
+        return (read_yaml(config) or {}).get("num_iters_per_epoch")
 
     def epochs(self) -> List[int]:
         """Epochs whose checkpoints were decoded."""

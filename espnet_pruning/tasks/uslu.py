@@ -4,11 +4,10 @@ import argparse
 import logging
 import re
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Optional, Tuple
+from typing import Callable, Collection, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-import yaml
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
@@ -23,7 +22,7 @@ from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
 from espnet_pruning.errors import DataError
-from espnet_pruning.fileio import read_kaldi_map
+from espnet_pruning.fileio import read_kaldi_map, read_yaml
 from espnet_pruning.pruning.storage import load_masks
 from espnet_pruning.specifiers import TaskRegistry
 from espnet_pruning.train.masked_training import MaskedTraining
@@ -411,6 +410,47 @@ class USLUTask(AbsTask):
 
     @classmethod
     @typechecked
+    def build_model_from_file(
+        cls,
+        config_file: Optional[Union[Path, str]] = None,
+        model_file: Optional[Union[Path, str]] = None,
+        device: str = "cpu",
+    ) -> Tuple[ESPnetUSLUModel, argparse.Namespace]:
+        """A trained model from its ``config.yaml`` and checkpoint, as ESPnet's
+        :meth:`AbsTask.build_model_from_file` builds it, with two differences.
+
+        The config is parsed by libyaml (:func:`~espnet_pruning.fileio.read_yaml`): its
+        token list makes the pure-Python parser cost 2 s per model, and a decoding job
+        may build dozens. The checkpoint must fit the model key for key (ESPnet loads
+        with ``strict=False``, which would keep a random weight for a missing key).
+
+        Args:
+            config_file: The training run's ``config.yaml`` (default: beside
+                ``model_file``).
+            model_file: A checkpoint of the run; None keeps the initial weights.
+            device: ``cpu``, ``cuda`` or ``cuda:N``.
+        """
+        if config_file is None:
+            if model_file is None:
+                raise ValueError("build_model_from_file: config_file or model_file")
+            config_file = Path(model_file).parent / "config.yaml"
+        logging.info(f"config file: {config_file}")
+        args = argparse.Namespace(**read_yaml(config_file))
+        init = getattr(args, "init", None)
+        if model_file is not None:
+            args.init = None  # the checkpoint overwrites every weight (strict load)
+        model = cls.build_model(args).to(device)
+        args.init = init
+        if model_file is not None:
+            if device == "cuda":
+                # torch.load's "cuda" is cuda:0; the model went to the current device.
+                device = f"cuda:{torch.cuda.current_device()}"
+            state = torch.load(model_file, map_location=device, weights_only=True)
+            model.load_state_dict(state)
+        return model, args
+
+    @classmethod
+    @typechecked
     def build_unmasked_model(
         cls, config_file: Path
     ) -> Tuple[ESPnetUSLUModel, argparse.Namespace]:
@@ -425,8 +465,7 @@ class USLUTask(AbsTask):
         """
         if not config_file.is_file():
             raise DataError(f"{config_file}: training config not found")
-        with open(config_file, encoding="utf-8") as f:
-            conf = yaml.safe_load(f)
+        conf = read_yaml(config_file)
         if not isinstance(conf, dict):
             raise DataError(f"{config_file}: not a training config (a YAML mapping)")
         args = argparse.Namespace(**dict(conf, mask_dir=None, update_only=None))

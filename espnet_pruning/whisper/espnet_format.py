@@ -28,6 +28,7 @@ import yaml
 from typeguard import typechecked
 from whisper.model import ModelDimensions
 
+from espnet_pruning.fileio import read_yaml
 from espnet_pruning.whisper.checkpoint import WhisperCheckpointError, load_whisper
 from espnet_pruning.whisper.openai_format import whisper_state_from_espnet
 from espnet_pruning.whisper.tokenizer import whisper_base_tokens
@@ -45,7 +46,7 @@ def _read_config(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise WhisperCheckpointError(f"{path}: ESPnet experiment config not found")
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = read_yaml(path)
     except (OSError, yaml.YAMLError) as e:
         raise WhisperCheckpointError(f"{path}: unreadable YAML: {e}") from e
     if not isinstance(config, dict) or "token_list" not in config:

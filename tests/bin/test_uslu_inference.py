@@ -81,8 +81,8 @@ def test_unknown_task_is_a_clear_error(tiny_trained, tiny_data, tmp_path):
 def test_several_sets_in_one_process_match_separate_runs(
     tiny_trained, tiny_data, tmp_path
 ):
-    """--decode_set items (own task, keys and beam config each) = one run per set; a
-    set whose key file is empty (a job's share of a set smaller than the number of
+    """--decode_set items (own task, keys and beam config each) = one run per set, with
+    the model built once; a set whose key file is empty (a job's share of a set smaller than the number of
     jobs) decodes nothing and is not an error."""
     keys, empty = tmp_path / "keys.scp", tmp_path / "empty.scp"
     empty.write_text("")
@@ -95,7 +95,7 @@ def test_several_sets_in_one_process_match_separate_runs(
         f"train_config={exp}/config.yaml,model_file={exp}/valid.loss.best.pth,"
         f"data={tiny_data}/valid/wav.scp"
     )
-    run_module(
+    proc = run_module(
         "espnet_pruning.bin.uslu_inference",
         "--decode_set",
         f"task=er_iemocap,{item},output_dir={tmp_path}/a,key_file={keys}",
@@ -123,6 +123,8 @@ def test_several_sets_in_one_process_match_separate_runs(
             assert got == read(tmp_path / f"{x}1" / "1best_recog" / name)
     assert len(read(tmp_path / "a" / "1best_recog" / "text")) == 3
     assert not (tmp_path / "c" / "1best_recog").exists()
+    # One model for the sets of one model (each set had its own search settings).
+    assert proc.stderr.count(f"config file: {exp}/config.yaml") == 1, proc.stderr
 
 
 @pytest.mark.parametrize(
