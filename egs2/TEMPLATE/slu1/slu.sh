@@ -51,7 +51,8 @@
 set -euo pipefail
 # Cluster: cmd_backend=slurm in cmd.sh sends every job below through ESPnet's utils/slurm.pl
 # (conf/slurm.conf; --ngpu N becomes --gpu N there). Independent trainings (stages 10, 11,
-# 17) are separate jobs, --task_nj of them at a time.
+# 17) are separate jobs, --task_nj of them at a time; with --task_nj 1 (run.pl's default) the
+# tasks of a pruning round or of the single_task baseline share one job.
 
 log() { local fname=${BASH_SOURCE[1]##*/}; echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"; }
 SECONDS=0
@@ -575,7 +576,9 @@ if run_stage 10; then
             out=$(round_dir "${kind}" "${round}")
             if [ -f "${out}/masks/manifest.json" ]; then log "  ${out} done, skipped"; continue; fi
             mkdir -p "${out}"
-            if [ "${kind}" = multi_task ]; then
+            # The tasks of a round are independent: one job each when several run at once;
+            # one after another, one job runs them all (one process start, not one per task).
+            if [ "${kind}" = multi_task ] && [ "${task_nj}" -ne 1 ]; then
                 log "  ${kind} round ${round}: one job per task (log: ${out}/find_masks.<task>.log)"
                 for task in $(test_tasks); do
                     [ -f "${out}/${task}/masks/manifest.json" ] && continue
@@ -586,7 +589,7 @@ if run_stage 10; then
                 jobs_wait
             fi
             log "  ${kind} round ${round} (log: ${out}/find_masks.log)"
-            if [ "${kind}" = multi_task ]; then  # every task done: the merge only, on CPU
+            if [ "${kind}" = multi_task ] && [ "${task_nj}" -ne 1 ]; then  # the merge only, on CPU
                 find_masks_job "${kind}" "${round}" "${out}/find_masks.log" "${train_cmd}"
             else
                 find_masks_job "${kind}" "${round}" "${out}/find_masks.log" "${cuda_cmd} --gpu ${ngpu}"
@@ -609,15 +612,23 @@ if run_stage 11; then
                 continue
             fi
             if [ -f "${exp}/.done" ]; then log "  ${exp} done, skipped"; continue; fi
-            log "  training ${exp}/<task>, one job per task (log: ${exp}/train.<task>.log)"
             mkdir -p "${exp}"
-            for task in $(test_tasks); do
-                [ -f "${exp}/${task}/.done" ] && continue
-                job_start "${exp}/train.${task}.log" \
+            # One job per task when several run at once, else one job for all of them.
+            if [ "${task_nj}" -ne 1 ]; then
+                log "  training ${exp}/<task>, one job per task (log: ${exp}/train.<task>.log)"
+                _groups=$(test_tasks)
+            else
+                log "  training ${exp}/<task>, every task in one job (log: ${exp}/train.all.log)"
+                _groups=all
+            fi
+            for group in ${_groups}; do
+                _tasks=${group}; [ "${group}" = all ] && _tasks=$(test_tasks)
+                [ "${group}" != all ] && [ -f "${exp}/${group}/.done" ] && continue
+                job_start "${exp}/train.${group}.log" \
                     ${cuda_cmd} --gpu "${ngpu}" --num_threads "${train_threads}" \
-                    --name "single_task_q${level}_${task}" "${exp}/train.${task}.log" \
+                    --name "single_task_q${level}_${group}" "${exp}/train.${group}.log" \
                     ${train_job_env} ${python} -m espnet_pruning.bin.uslu_train_tasks \
-                    --tasks "${task}" --output_dir "${exp}" -- \
+                    --tasks ${_tasks} --output_dir "${exp}" -- \
                     --config "${expdir}/masked_train.yaml" $(common_train_opts) \
                     --init_param "${theta0}" --mask_dir "$(masks_of "${kind}" "${level}")" \
                     --ngpu "${ngpu}" --multiprocessing_distributed true ${train_args}
