@@ -17,7 +17,8 @@ SHORT = [
     "--local_data_opts",
     "--n_train 4 --n_valid 2 --n_test 3 --n_cl 2",
     "--train_args",
-    "--max_epoch 2 --batch_size 8",
+    # Masked training in blocks of one batch, one round: 7 steps an epoch, not 56.
+    "--max_epoch 2 --batch_size 8 --task_block_size 1 --task_rounds 1",
     "--prune_levels",
     "1 2",
 ]

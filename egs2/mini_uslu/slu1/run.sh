@@ -46,9 +46,9 @@ case "${pretrained}" in
             exit 1
         fi
         # Sized for the 2-core CPU (goal: all stages <= 90 min). A training step of base on
-        # a batch of 16 unpadded utterances costs about 3.6 s there, so the run keeps what
-        # its goals need: Q = 2 multi-task pruning against dense (8 dense epochs), its
-        # overlap, and continual learning of the new ASR data, masked vs dense.
+        # a batch of 16 unpadded utterances costs about 3.6 s there; the run keeps what its
+        # goals need: Q = 2 multi-task pruning against dense, its overlap, and continual
+        # learning of the new ASR data, masked vs dense (53 min in all, RESULTS_pretrained_base.md).
         prune_levels="2"
         prune_baselines=""
         cl_runs="asr:asr_librispeech:train_cl_asr:valid_cl_asr"
