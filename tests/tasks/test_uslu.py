@@ -1,5 +1,7 @@
 """UniverSLU through ESPnet's Trainer: training, config portability, bad input."""
 
+import pytest
+import torch
 import yaml
 from conftest import run_module
 from tiny import epoch_losses, train_args, write_train_config
@@ -35,8 +37,6 @@ def test_loss_falls(tiny_trained):
 
 
 def test_checkpoint_keys_are_espnet_whisper_names(tiny_trained):
-    import torch
-
     state = torch.load(tiny_trained / "valid.loss.best.pth", weights_only=True)
     assert "encoder.encoders.blocks.0.attn.query.weight" in state
     assert "decoder.decoders.token_embedding.weight" in state
@@ -52,6 +52,19 @@ def test_config_is_portable(tiny_trained):
         tiny_trained / "config.yaml", tiny_trained / "valid.loss.best.pth"
     )
     assert model.task_names[:3] == ["er_iemocap", "ic_slurp", "asr_librispeech"]
+    state = torch.load(tiny_trained / "valid.loss.best.pth", weights_only=True)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_a_checkpoint_missing_a_weight_is_refused(tiny_trained, tmp_path):
+    """Strict, unlike ESPnet's loader: a missing key would keep a random weight."""
+    state = torch.load(tiny_trained / "valid.loss.best.pth", weights_only=True)
+    del state["decoder.decoders.ln.weight"]
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(RuntimeError, match="decoder.decoders.ln.weight"):
+        USLUTask.build_model_from_file(
+            tiny_trained / "config.yaml", tmp_path / "partial.pth"
+        )
 
 
 def test_unknown_task_in_data(tiny_data, tmp_path):
