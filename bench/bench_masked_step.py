@@ -1,17 +1,28 @@
 #!/usr/bin/env python3
-"""A masked training step vs the dense step on the same openai-whisper model and batch.
+"""Masked training steps vs the dense step on the same openai-whisper model and batch.
 
-The masked step is what Algorithm 2 and continual learning run: forward with
-``call_with_masks`` (effective weights ``m ⊙ W``, out of place), backward, gradient
-clipping, AdamW, and :class:`UpdateRestriction` keeping every entry outside the mask
-bit-identical. The dense step is the same without masks. Denormals are flushed by
-default (``--keep_denormals`` to keep them): on CPU their slow arithmetic depends on the
-values, which differ between the two models. Steps of both kinds are
-interleaved after a warm-up and the ratio of the median step times is printed (goal:
-<= 1.10x on CPU at the tiny size; on a GPU at Whisper-small dims, <= 1.05x).
+The masked step is what Algorithm 2 and continual learning run
+(:class:`~espnet_pruning.train.masked_training.MaskedTraining` with
+``update_outside_mask: freeze``): the task's masks written into the weights in place
+for the task block, the pruned values set aside, gradients masked before accumulation,
+the real weights shown to AdamW, and every entry outside the mask kept bit-identical.
+``--out_of_place`` adds the previous path (``call_with_masks``, masked copies of the
+weights every forward, and :class:`UpdateRestriction`). The dense step is the same
+without masks. Steps of all kinds are interleaved after a warm-up and the ratios of
+the median step times are printed (goals on CPU: <= 1.10x at tiny, <= 1.05x at small
+and medium; on a GPU <= 1.05x at small). Denormals are flushed by default
+(``--keep_denormals``): on CPU their slow arithmetic depends on the values, which
+differ between the models.
+
+Each kind has its own model and AdamW, except with ``--shared_model`` (the default at
+medium, where two models with Adam state do not fit in 24 GB): one model and
+optimizer then take dense and masked steps in turn, the masks applied and restored
+outside the timed steps.
 
 Run:
     OMP_NUM_THREADS=2 tools/venv/bin/python bench/bench_masked_step.py            # CPU, tiny
+    OMP_NUM_THREADS=2 tools/venv/bin/python bench/bench_masked_step.py --dims medium \
+        --batch 1 --steps 3 --warmup 1
     tools/venv/bin/python bench/bench_masked_step.py --device cuda --dims small   # GPU
 """
 
@@ -21,58 +32,12 @@ import statistics
 import time
 
 import torch
-from torch import nn
-from whisper.model import ModelDimensions, Whisper
+from benchlib import DIMS, build_whisper, random_masks, training_batch, whisper_step
 
 from espnet_pruning.pruning.apply import UpdateRestriction, call_with_masks, cast_masks
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.scope import PruningScope
-from espnet_pruning.pruning.select import prune_layerwise_magnitude
-
-DIMS = {
-    # 2+2 layers, width 64, 5 s of audio, the real 51865-token vocabulary.
-    "tiny": dict(
-        n_mels=80,
-        n_audio_ctx=250,
-        n_audio_state=64,
-        n_audio_head=2,
-        n_audio_layer=2,
-        n_vocab=51865,
-        n_text_ctx=32,
-        n_text_state=64,
-        n_text_head=2,
-        n_text_layer=2,
-    ),
-    "small": dict(
-        n_mels=80,
-        n_audio_ctx=1500,
-        n_audio_state=768,
-        n_audio_head=12,
-        n_audio_layer=12,
-        n_vocab=51865,
-        n_text_ctx=448,
-        n_text_state=768,
-        n_text_head=12,
-        n_text_layer=12,
-    ),
-}
-
-
-def build(dims: str, device: str, seed: int = 0):
-    torch.manual_seed(seed)
-    model = Whisper(ModelDimensions(**DIMS[dims]))
-    with torch.no_grad():
-        model.decoder.positional_embedding.normal_(0.0, 0.02)
-    model.to(device)
-    ms = MaskSet.from_model(model, PruningScope(), ["t"])
-    weights = {n: p.detach() for n, p in model.named_parameters()}
-    mask = ms.mask("t")
-    # 36 % sparsity in every tensor (the core method's first setting). Layer-wise: on
-    # a random init a global threshold would prune every Linear weight, because the
-    # N(0, 1) token embedding dwarfs them.
-    for _ in range(2):
-        mask = prune_layerwise_magnitude(weights, mask, 0.2)
-    return model, {n: m.to(device) for n, m in mask.items()}
+from espnet_pruning.train.masked_training import MaskedTraining
 
 
 def main():
@@ -99,20 +64,23 @@ def main():
         "moments) is slow and value-dependent, so the masked and dense models differ "
         "for reasons other than masking overhead",
     )
+    parser.add_argument("--out_of_place", action="store_true")
+    parser.add_argument("--shared_model", action="store_true")
+    parser.add_argument("--sparsity", type=float, default=0.36)
     args = parser.parse_args()
     if not args.keep_denormals:
         torch.set_flush_denormal(True)
+    shared = args.shared_model or args.dims == "medium"
     device = torch.device(args.device)
-    dense, mask = build(args.dims, args.device)
-    masked = copy.deepcopy(dense)
-    d = dense.dims
-    g = torch.Generator().manual_seed(1)
-    mel = torch.randn(args.batch, d.n_mels, 2 * d.n_audio_ctx, generator=g).to(device)
-    tokens = torch.randint(0, d.n_vocab, (args.batch, args.text_len), generator=g).to(
-        device
-    )
-    targets = torch.randint(0, d.n_vocab, (args.batch, args.text_len), generator=g).to(
-        device
+    dense = build_whisper(args.dims).to(device)
+    masks = MaskSet.from_model(dense, PruningScope(), ["t"])
+    masks.set_mask("t", random_masks(masks.shapes, args.sparsity))
+    kinds = ["dense", "masked"] + (["out_of_place"] if args.out_of_place else [])
+    models = {
+        k: dense if shared or k == "dense" else copy.deepcopy(dense) for k in kinds
+    }
+    data = tuple(
+        t.to(device) for t in training_batch(dense.dims, args.batch, args.text_len)
     )
 
     def make_opt(model):
@@ -127,64 +95,79 @@ def main():
             fused=args.optim == "adamw_fused",
         )
 
-    opts = {"dense": make_opt(dense), "masked": make_opt(masked)}
-    restriction = UpdateRestriction(dict(masked.named_parameters()), [opts["masked"]])
-    restriction.set_trainable(mask)
-    cast = cast_masks(masked, mask)  # once per task and device, as a trainer would
+    opts = {k: make_opt(m) for k, m in models.items() if m is not dense or k == "dense"}
+    opts.update({k: opts["dense"] for k in kinds if k not in opts})
+    masked = models["masked"]
     start = {n: p.detach().clone() for n, p in masked.named_parameters()}
+    training = MaskedTraining(masks, update_outside_mask="freeze")
+    training.bind_optimizers(masked, [opts["masked"]])
+    forwards = {"dense": None}
+
+    def masked_forward(*a):
+        training.use_masks(masked, "t")
+        return masked(*a)
+
+    forwards["masked"] = masked_forward
+    if args.out_of_place:
+        oop = models["out_of_place"]
+        restriction = UpdateRestriction(
+            dict(oop.named_parameters()), [opts["out_of_place"]]
+        )
+        mask = {n: m.to(device) for n, m in masks.mask("t").items()}
+        restriction.set_trainable(mask)
+        cast = cast_masks(oop, mask)
+        forwards["out_of_place"] = lambda *a: call_with_masks(oop, cast, *a)
 
     def step(kind):
-        model, opt = (
-            (dense, opts["dense"]) if kind == "dense" else (masked, opts["masked"])
-        )
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        if kind == "dense":
-            logits = model(mel, tokens)
-        else:
-            logits = call_with_masks(model, cast, mel, tokens)
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
+        if shared:  # outside the timed step: a task block starts or ends
+            if kind == "dense":
+                training.restore()
+            else:
+                training.use_masks(masked, "t")
+        return whisper_step(models[kind], opts[kind], data, forwards[kind])
 
     for _ in range(args.warmup):
-        step("dense"), step("masked")
-    times = {"dense": [], "masked": []}
+        for kind in kinds:
+            step(kind)
+    times = {k: [] for k in kinds}
     for i in range(args.steps):
-        order = ("dense", "masked") if i % 2 == 0 else ("masked", "dense")
-        for kind in order:
+        for kind in kinds if i % 2 == 0 else kinds[::-1]:
             times[kind].append(step(kind))
+    training.restore()
+    t0 = time.perf_counter()
+    training.use_masks(masked, "t")
+    t_apply = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    training.restore()
+    t_restore = time.perf_counter() - t0
     med = {k: statistics.median(v) for k, v in times.items()}
     n_params = sum(p.numel() for p in dense.parameters())
     print(
         f"Whisper dims {args.dims} ({n_params:,} parameters) on {device}, batch "
-        f"{args.batch}, torch threads {torch.get_num_threads()}, {args.steps} steps each"
+        f"{args.batch} x 5 s, torch threads {torch.get_num_threads()}, {args.steps} "
+        f"steps each{', one shared model' if shared else ''}"
     )
-    print(f"dense  step: median {med['dense'] * 1e3:8.1f} ms")
+    for k in kinds:
+        print(
+            f"{k:12s} step: median {med[k] * 1e3:9.1f} ms  ratio / dense "
+            f"{med[k] / med['dense']:.3f}"
+        )
     print(
-        f"masked step: median {med['masked'] * 1e3:8.1f} ms "
-        f"(call_with_masks + UpdateRestriction)"
+        f"task block start (apply masks in place) {t_apply * 1e3:.1f} ms, end "
+        f"(restore) {t_restore * 1e3:.1f} ms"
     )
-    print(f"ratio masked / dense: {med['masked'] / med['dense']:.3f}")
-    params = dict(masked.named_parameters())
-    frozen_same = all(torch.equal(params[n][~m], start[n][~m]) for n, m in mask.items())
-    untrained = [n for n, m in mask.items() if not (params[n][m] != start[n][m]).any()]
-    print(
-        f"(check) frozen entries bit-identical: {frozen_same}; "
-        f"tensors whose kept entries never moved: {untrained or 'none'}"
-    )
-    if args.optim == "adamw" and device.type == "cpu":
+    if not shared:
+        params = dict(masked.named_parameters())
+        mask = masks.mask("t")
+        frozen_same = all(
+            torch.equal(params[n][~m.to(device)], start[n][~m.to(device)])
+            for n, m in mask.items()
+        )
+        print(f"(check) frozen entries bit-identical: {frozen_same}")
+    if args.optim == "adamw" and device.type == "cpu" and not shared:
         # Masked entries get exactly zero gradients, so their Adam second moments stay
-        # exactly 0; torch's CPU sqrt (MKL's vector math with AVX-512) is
-        # data-dependent: measured here on 3.3 M floats, 4.2 ms for ones, 1.3 ms for
-        # 1e-30 and 20 ms for exact zeros. Time the optimizer's own sqrt on both
-        # models' moments to show what that costs the masked step.
+        # exactly 0. Time the optimizer's own sqrt on both models' moments to show what
+        # a data-dependent sqrt would cost the masked step.
         sq = {}
         for kind in ("dense", "masked"):
             moments = [s["exp_avg_sq"] for s in opts[kind].state.values()]
@@ -195,14 +178,13 @@ def main():
         zeros = {
             k: sum(int((s["exp_avg_sq"] == 0).sum()) for s in opts[k].state.values())
             / n_params
-            for k in opts
+            for k in ("dense", "masked")
         }
         print(
             f"(note) sqrt of Adam's second moments alone: dense {sq['dense'] * 1e3:.1f} "
             f"ms ({100 * zeros['dense']:.0f} % zeros), masked "
-            f"{sq['masked'] * 1e3:.1f} ms ({100 * zeros['masked']:.0f} % zeros); "
-            f"ratio without that difference: "
-            f"{(med['masked'] - (sq['masked'] - sq['dense'])) / med['dense']:.3f}"
+            f"{sq['masked'] * 1e3:.1f} ms ({100 * zeros['masked']:.0f} % zeros), "
+            f"{100 * (sq['masked'] - sq['dense']) / med['dense']:+.1f} % of a dense step"
         )
 
 

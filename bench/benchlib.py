@@ -136,3 +136,74 @@ def measure(fn: Callable[[], object]) -> Tuple[object, float, int, str]:
 
 def gb(n: int) -> str:
     return f"{n / 2**30:.3f} GB"
+
+
+def _step_dims(d_model: int, layers: int, heads: int) -> dict:
+    # 5 s of audio (250 encoder frames), the real 51865-token vocabulary.
+    return dict(
+        n_mels=80,
+        n_audio_ctx=250,
+        n_audio_state=d_model,
+        n_audio_head=heads,
+        n_audio_layer=layers,
+        n_vocab=N_VOCAB,
+        n_text_ctx=448,
+        n_text_state=d_model,
+        n_text_head=heads,
+        n_text_layer=layers,
+    )
+
+
+#: openai-whisper ``ModelDimensions`` for training-step benchmarks on 5 s utterances:
+#: a 2+2-layer width-64 model, and Whisper small's and medium's widths and depths.
+DIMS = {
+    "tiny": _step_dims(64, 2, 2),
+    "small": _step_dims(768, 12, 12),
+    "medium": _step_dims(1024, 24, 16),
+}
+
+
+def build_whisper(dims: str, seed: int = 0):
+    """A random openai-whisper model of ``DIMS[dims]`` (positional embedding drawn too)."""
+    from whisper.model import ModelDimensions, Whisper
+
+    torch.manual_seed(seed)
+    model = Whisper(ModelDimensions(**DIMS[dims]))
+    with torch.no_grad():
+        model.decoder.positional_embedding.normal_(0.0, 0.02)
+    return model
+
+
+def random_masks(shapes, sparsity: float, seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Bool masks pruning ``sparsity`` of every tensor at random (1 = kept)."""
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(s, generator=g) >= sparsity for n, s in shapes.items()}
+
+
+def training_batch(dims, batch: int, text_len: int = 24, seed: int = 1):
+    """(mel, input tokens, targets) of ``batch`` random 5 s utterances."""
+    g = torch.Generator().manual_seed(seed)
+    mel = torch.randn(batch, dims.n_mels, 2 * dims.n_audio_ctx, generator=g)
+    tokens = torch.randint(0, dims.n_vocab, (batch, text_len), generator=g)
+    targets = torch.randint(0, dims.n_vocab, (batch, text_len), generator=g)
+    return mel, tokens, targets
+
+
+def whisper_step(model, opt, data, forward=None) -> float:
+    """One training step (zero_grad, forward, backward, clipping, step); seconds.
+
+    ``forward(mel, tokens)`` replaces ``model(mel, tokens)`` (e.g. a masked call).
+    """
+    mel, tokens, targets = data
+    if mel.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    logits = (forward or model)(mel, tokens)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    if mel.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0

@@ -1,10 +1,10 @@
 """A validated set of binary masks, one per task, over the same named tensors.
 
-Masks are plain bool tensors held by :class:`MaskSet` (never module buffers or
-parameters), so they stay out of a model's ``state_dict`` (checkpoint keys stay ESPnet's,
-checkpoint averaging never touches them) and out of DDP's buffer broadcast. In memory
-one mask costs one byte per prunable weight; on disk one bit
-(:mod:`espnet_pruning.pruning.storage`).
+Masks are held by :class:`MaskSet` (never module buffers or parameters), so they stay
+out of a model's ``state_dict`` (checkpoint keys stay ESPnet's, checkpoint averaging
+never touches them) and out of DDP's buffer broadcast. In host memory a task's mask costs
+one bit per prunable weight (packed, as on disk: :mod:`espnet_pruning.pruning.storage`);
+:meth:`MaskSet.mask` unpacks it into bool tensors when a task is used.
 
 Tensor names are kept **sorted**: that is the global order used for tie-breaking and
 for the layout of mask files.
@@ -13,6 +13,7 @@ for the layout of mask files.
 import re
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 from typeguard import typechecked
@@ -67,6 +68,35 @@ def _as_bool_mask(
             f"{where}mask {name!r} ({value.dtype}) has values other than 0 and 1"
         )
     return value != 0
+
+
+class _PackedMask:
+    """One task's masks at one bit per weight, and its kept count per tensor."""
+
+    __slots__ = ("bits", "kept")
+
+    def __init__(self, mask: Mask):
+        self.bits: Dict[str, np.ndarray] = {}
+        self.kept: Dict[str, int] = {}
+        for name, m in mask.items():
+            flat = m.detach().reshape(-1).cpu().numpy()
+            self.bits[name] = np.packbits(flat)
+            self.kept[name] = int(np.count_nonzero(flat))
+
+    def unpack(self, shapes: Mapping[str, Tuple[int, ...]], device) -> Mask:
+        out = {}
+        for name, shape in shapes.items():
+            n = 1
+            for s in shape:
+                n *= s
+            flat = np.unpackbits(self.bits[name], count=n).view(np.bool_)
+            out[name] = torch.from_numpy(flat).reshape(shape).to(device)
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _PackedMask) and all(
+            np.array_equal(b, other.bits[n]) for n, b in self.bits.items()
+        )
 
 
 def _first(items: Sequence[str], n: int = 3) -> str:
@@ -147,9 +177,10 @@ class MaskSet:
         self.n_model_params = n_model_params
         self.scope = scope
         self.source: Optional[str] = None
+        self.device = torch.device("cpu")  # where :meth:`mask` puts a task's masks
         # Validate everything before storing anything (failure atomicity).
         validated = {str(t): self._validated(t, m) for t, m in masks.items()}
-        self._masks: Dict[str, Mask] = validated
+        self._masks: Dict[str, _PackedMask] = validated
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -200,7 +231,7 @@ class MaskSet:
         return cls.ones(tasks, shapes, n_params, scope)
 
     # ----------------------------------------------------------------- validation
-    def _validated(self, task: str, mask: Mapping[str, torch.Tensor]) -> Mask:
+    def _validated(self, task: str, mask: Mapping[str, torch.Tensor]) -> "_PackedMask":
         check_task_name(task)
         where = f"task {task!r}: "
         missing = [n for n in self._shapes if n not in mask]
@@ -211,10 +242,12 @@ class MaskSet:
                 f"missing {missing[:10]}{'...' if len(missing) > 10 else ''}, "
                 f"unexpected {extra[:10]}{'...' if len(extra) > 10 else ''}"
             )
-        return {
-            n: _as_bool_mask(n, mask[n], shape, where)
-            for n, shape in self._shapes.items()
-        }
+        return _PackedMask(
+            {
+                n: _as_bool_mask(n, mask[n], shape, where)
+                for n, shape in self._shapes.items()
+            }
+        )
 
     # ----------------------------------------------------------------- properties
     @property
@@ -246,7 +279,7 @@ class MaskSet:
         )
 
     # ----------------------------------------------------------------- access
-    def _get(self, task: str) -> Mask:
+    def _get(self, task: str) -> "_PackedMask":
         try:
             return self._masks[task]
         except KeyError:
@@ -256,12 +289,12 @@ class MaskSet:
 
     @typechecked
     def mask(self, task: str) -> Mask:
-        """The mask of ``task`` (a new dict; the tensors are shared, do not mutate).
+        """The mask of ``task``, unpacked into new bool tensors on :attr:`device`.
 
         Raises:
             MaskError: If the task is unknown.
         """
-        return dict(self._get(task))
+        return self._get(task).unpack(self._shapes, self.device)
 
     @typechecked
     def set_mask(self, task: str, mask: Mapping[str, torch.Tensor]) -> None:
@@ -308,10 +341,15 @@ class MaskSet:
             total += n
         return total
 
+    @property
+    def nbytes(self) -> int:
+        """Host memory the masks take: one bit per weight and task, bytes padded."""
+        return sum(b.nbytes for m in self._masks.values() for b in m.bits.values())
+
     @typechecked
     def kept_per_tensor(self, task: str) -> Dict[str, int]:
         """Tensor name → number of kept weights of ``task``."""
-        return {n: int(m.sum()) for n, m in self._get(task).items()}
+        return dict(self._get(task).kept)
 
     @typechecked
     def kept(self, task: str) -> int:
@@ -327,14 +365,12 @@ class MaskSet:
     # ----------------------------------------------------------------- misc
     @typechecked
     def to(self, device: Union[str, torch.device]) -> "MaskSet":
-        """A new mask set with every mask on ``device``."""
-        device = torch.device(device)
-        moved = {
-            t: {n: m.to(device) for n, m in mask.items()}
-            for t, mask in self._masks.items()
-        }
-        out = MaskSet(self._shapes, moved, self.n_model_params, self.scope)
-        out.source = self.source
+        """A copy whose :meth:`mask` gives tensors on ``device`` (storage stays packed
+        in host memory)."""
+        out = MaskSet.__new__(MaskSet)
+        out.__dict__.update(self.__dict__)
+        out._masks = dict(self._masks)
+        out.device = torch.device(device)
         return out
 
     def _where(self) -> str:
@@ -418,8 +454,4 @@ class MaskSet:
             or set(self._masks) != set(other._masks)
         ):
             return False
-        return all(
-            torch.equal(m.cpu(), other._masks[t][n].cpu())
-            for t, mask in self._masks.items()
-            for n, m in mask.items()
-        )
+        return all(m == other._masks[t] for t, m in self._masks.items())

@@ -6,10 +6,14 @@ optimizers, the tasks of the current gradient-accumulation window and what stays
 frozen. The task (``USLUTask``) builds it once per run and gives it to the model and
 the optimizers; from then on
 
-* the model asks :meth:`MaskedTraining.effective_parameters` for ``m_t ⊙ W`` of a
-  batch's task t and runs with them (out of place, ``docs/pruning_pitfalls.md`` §1);
-* the optimizer hooks it registers restrict every step to the union of the masks of
-  the tasks whose batches were accumulated into that step (§2), whatever the optimizer;
+* the model calls :meth:`MaskedTraining.use_masks` with a batch's task t before its
+  forward: the weights then hold ``m_t ⊙ W`` in place, the pruned-out values kept aside
+  until the task changes (:mod:`espnet_pruning.pruning.in_place`; never zeroed for good,
+  ``docs/pruning_pitfalls.md`` §1); :meth:`MaskedTraining.effective_parameters` gives
+  the same weights out of place;
+* the optimizer hooks it registers show every step the real weights and restrict it
+  to the union of the masks of the tasks whose batches were accumulated into that step
+  (§2), whatever the optimizer;
 * the trainer asks :meth:`MaskedTraining.frozen_scope` which entries must stay exact
   when it repairs ESPnet's averaged checkpoints (§6).
 
@@ -33,7 +37,19 @@ from espnet_pruning.pruning.apply import (
     cast_masks,
     masked_parameters,
 )
+from espnet_pruning.pruning.in_place import InPlaceMasks
 from espnet_pruning.pruning.masks import Mask, MaskSet
+
+
+def _state_ignores_weights(optimizer: Optimizer) -> bool:
+    """Whether ``optimizer``'s state updates never read weight values: AdamW
+    (decoupled weight decay), or Adam and SGD without weight decay."""
+    if type(optimizer) is torch.optim.AdamW:
+        return True
+    return type(optimizer) in (torch.optim.Adam, torch.optim.SGD) and all(
+        g.get("weight_decay", 0) == 0 and not g.get("decoupled_weight_decay", False)
+        for g in optimizer.param_groups
+    )
 
 
 class MaskedTrainingError(InputError):
@@ -94,10 +110,15 @@ class MaskedTraining:
         self.train_tasks = tasks
         self.update_outside_mask = update_outside_mask
         self.unmasked_update = unmasked_update
-        # The active task's masks on the training device: (bool, cast to the weights'
-        # dtype). One task at a time: training runs in task blocks.
+        # The active task's masks on the training device, (bool, cast to the weights'
+        # dtype), for the out-of-place path only.
         self._device_masks: Dict[str, Tuple[Mask, CastMasks]] = {}
-        self._restriction: Optional[UpdateRestriction] = None
+        self._in_place: Optional[InPlaceMasks] = None
+        self._module: Optional[nn.Module] = None
+        # With freeze: the unmasked parameters' restriction, and the masked ones' for
+        # steps that accumulated batches of several tasks (the union of their masks).
+        self._unmasked_restriction: Optional[UpdateRestriction] = None
+        self._union_restriction: Optional[UpdateRestriction] = None
         self._window: List[str] = []  # tasks accumulated into the next optimizer step
         self._restricted_to: Optional[Tuple[str, ...]] = None
 
@@ -142,14 +163,74 @@ class MaskedTraining:
         self._device_masks = {task: cached}
         return cached
 
+    def _join_window(self, module: nn.Module, task: str) -> None:
+        if module.training and task not in self._window:
+            self._window.append(task)
+
+    @typechecked
+    def use_masks(self, module: nn.Module, task: str) -> None:
+        """Make ``module``'s weights ``m_task ⊙ W`` in place for a batch of ``task``.
+
+        The pruned-out values are kept aside while batches of the task follow (a task
+        block) and written back when another task's batch comes, before every
+        optimizer step (which sees the real weights) and before ``state_dict``. In
+        training mode the task joins the current accumulation window: the next
+        optimizer step may update the union of the window's task masks.
+
+        Args:
+            module: The model the masks are for; always the same one.
+            task: The batch's task.
+
+        Raises:
+            MaskedTrainingError: No mask for ``task``, or another module.
+        """
+        in_place = self._bind(module)
+        if in_place.task != task:
+            if task not in self.masks:
+                raise MaskedTrainingError(
+                    f"no mask for task {task!r}; the mask set has "
+                    f"{', '.join(self.masks.tasks)}"
+                )
+            # Gradients of the window's earlier tasks (a step accumulating several)
+            # must keep the entries this mask prunes.
+            others = module.training and any(t != task for t in self._window)
+            in_place.apply(task, self.masks.mask(task), other_gradients=others)
+        self._join_window(module, task)
+
+    def _bind(self, module: nn.Module) -> InPlaceMasks:
+        if self._module is None:
+            params = dict(module.named_parameters())
+            missing = [n for n in self.masks.names if n not in params]
+            if missing:
+                raise MaskedTrainingError(
+                    f"{self.masks.source or 'mask set'}: masks for parameters the "
+                    f"model does not have: {missing[:3]}"
+                )
+            self._module = module
+            self._in_place = InPlaceMasks({n: params[n] for n in self.masks.names})
+            # Whatever reads or replaces the weights sees the real ones.
+            module.register_state_dict_pre_hook(lambda *_: self.restore())
+            module._register_load_state_dict_pre_hook(lambda *_: self.restore())
+        elif module is not self._module:
+            raise MaskedTrainingError(
+                "masked training is bound to another module; build one per model"
+            )
+        return self._in_place
+
+    def restore(self) -> None:
+        """Write the values :meth:`use_masks` set aside back into the weights."""
+        if self._in_place is not None:
+            self._in_place.restore()
+
     @typechecked
     def effective_parameters(
         self, module: nn.Module, task: str
     ) -> Dict[str, torch.Tensor]:
         """``m_task ⊙ W`` for the masked parameters of ``module`` (out of place).
 
-        In training mode the task joins the current accumulation window: the next
-        optimizer step may update the union of the window's task masks.
+        The model's own path is :meth:`use_masks`; this one builds masked copies
+        (ending any in-place block first). In training mode the task joins the
+        current accumulation window.
 
         Args:
             module: The model the masks are for (its parameters keep their values).
@@ -158,45 +239,83 @@ class MaskedTraining:
         Returns:
             Parameter name → effective weight (gradients flow to the parameters).
         """
+        self.restore()
         device = next(module.parameters()).device
         cast = self._masks_on(task, device, module)[1]
-        if module.training and task not in self._window:
-            self._window.append(task)
+        self._join_window(module, task)
         return masked_parameters(module, cast)
 
     # ----------------------------------------------------------------- optimizer steps
     @typechecked
     def bind_optimizers(self, module: nn.Module, optimizers: Sequence[Optimizer]):
-        """Restrict the optimizers' steps as the policies say; call once per run.
+        """Hook the optimizers' steps as the policies say; call once per run.
 
-        Every step first sets the trainable entries to the union of the masks of the
-        tasks accumulated since the previous step (recomputed only when that set of
-        tasks changes, i.e. at task-block boundaries), and ends the window after it.
+        Before each step the weights are made real (values set aside put back); with
+        ``freeze`` the step is then restricted to the union of the masks of the tasks
+        accumulated since the previous step. After it, the active task's pruned entries
+        are zeroed again (their set-aside values re-read unless they were frozen) and
+        the window ends.
         """
-        # Registered before the restriction's own hooks, so they run first.
+        params = dict(module.named_parameters())
+        # Registered before the restrictions' hooks: their pre-hooks snapshot the
+        # real weights.
         for optim in optimizers:
-            optim.register_step_pre_hook(lambda *_: self._before_step(module))
-            optim.register_step_post_hook(lambda *_: self._window.clear())
+            optim.register_step_pre_hook(lambda opt, *_: self._before_step(module, opt))
         if self.restricts_updates:
-            self._restriction = UpdateRestriction(
-                dict(module.named_parameters()),
-                optimizers,
-                unmasked_update=self.unmasked_update,
-            )
+            masked = {n: p for n, p in params.items() if n in self.masks.shapes}
+            self._union_restriction = UpdateRestriction(masked, optimizers)
+            if self.unmasked_update == "freeze":
+                self._unmasked_restriction = UpdateRestriction(
+                    {n: p for n, p in params.items() if n not in masked},
+                    optimizers,
+                    unmasked_update="freeze",
+                )
+                self._unmasked_restriction.set_trainable({})
+        # After the restrictions' post-hooks: frozen entries are back when re-read.
+        for optim in optimizers:
+            optim.register_step_post_hook(lambda *_: self._after_step())
 
-    def _before_step(self, module: nn.Module) -> None:
-        if self._restriction is None or not self._window:
+    def _single_task_window(self) -> bool:
+        return (
+            self._in_place is not None
+            and self._in_place.task is not None
+            and self._window == [self._in_place.task]
+        )
+
+    def _before_step(self, module: nn.Module, optimizer: Optimizer) -> None:
+        if self._in_place is not None and not (
+            self.restricts_updates
+            and self._single_task_window()
+            and _state_ignores_weights(optimizer)
+        ):
+            # The step must see the real values. Not needed when every entry it may
+            # move from zero is frozen and zeroed again after it, and the optimizer's
+            # state does not depend on weight values.
+            self._in_place.unzero()
+        if self._union_restriction is None or not self._window:
             return
-        key = tuple(sorted(self._window))
+        # One task: its pruned entries are the frozen ones, and the values set aside
+        # put them back after the step. Several: restrict to the union of the masks.
+        key = () if self._single_task_window() else tuple(sorted(self._window))
         if key == self._restricted_to:
             return
-        device = next(module.parameters()).device
-        trainable = dict(self.task_mask(self._window[0], device))
-        for task in self._window[1:]:
-            for n, m in self.masks.mask(task).items():
-                trainable[n] = trainable[n] | m.to(device)
-        self._restriction.set_trainable(trainable)
+        if not key:
+            self._union_restriction.set_trainable(None)
+        else:
+            trainable = self.masks.mask(key[0])
+            for task in key[1:]:
+                for n, m in self.masks.mask(task).items():
+                    trainable[n] = trainable[n] | m
+            self._union_restriction.set_trainable(trainable)
         self._restricted_to = key
+
+    def _after_step(self) -> None:
+        if self._in_place is not None and self._in_place.task is not None:
+            if self.restricts_updates and self._single_task_window():
+                self._in_place.rezero()
+            else:
+                self._in_place.regather()
+        self._window.clear()
 
     # ----------------------------------------------------------------- checkpoints
     def frozen_scope(self) -> Optional[Tuple[Mask, str]]:

@@ -67,9 +67,23 @@ class ESPnetUSLUModel(AbsESPnetModel):
         self.length_normalized_loss = length_normalized_loss
         self.task_names = list(task_prompts)
         self.prompt_to_task = {tuple(ids): name for name, ids in task_prompts.items()}
-        # Training under per-task masks (set by the task; None: dense). Masks live
-        # outside the state dict and outside DDP's buffers.
-        self.masked_training: Optional[MaskedTraining] = None
+        self.masked_training = None
+
+    @property
+    def masked_training(self) -> Optional[MaskedTraining]:
+        """Training under per-task masks (set by the task; None: dense).
+
+        Masks live outside the state dict and outside DDP's buffers. Replacing it
+        writes back the weight values the previous one set aside.
+        """
+        return self.__dict__["_masked_training"]
+
+    @masked_training.setter
+    def masked_training(self, value: Optional[MaskedTraining]) -> None:
+        old = self.__dict__.get("_masked_training")
+        if old is not None and old is not value:
+            old.restore()
+        self.__dict__["_masked_training"] = value
 
     def tasks_of_batch(
         self, prompt: torch.Tensor, prompt_lengths: torch.Tensor
@@ -131,22 +145,15 @@ class ESPnetUSLUModel(AbsESPnetModel):
         Returns:
             Loss, stats (``loss``, ``acc``), batch size as weight.
         """
-        params: Dict[str, torch.Tensor] = {}
         if self.masked_training is not None:
-            task = self.task_of_batch(**kwargs)
-            params = self.masked_training.effective_parameters(self, task)
+            self.masked_training.use_masks(self, self.task_of_batch(**kwargs))
         batch_size = speech.shape[0]
         text = text[:, : text_lengths.max()]
         text = torch.where(text == -1, torch.full_like(text, self.ignore_id), text)
 
-        encoder_out, encoder_out_lens, _ = _call(
-            self.encoder, "encoder.", params, speech, speech_lengths
-        )
+        encoder_out, encoder_out_lens, _ = self.encoder(speech, speech_lengths)
         ys_in_pad, ys_out_pad = add_sos_eos(text, self.sos, self.eos, self.ignore_id)
-        decoder_out, _ = _call(
-            self.decoder,
-            "decoder.",
-            params,
+        decoder_out, _ = self.decoder(
             encoder_out,
             encoder_out_lens,
             ys_in_pad,
@@ -194,12 +201,3 @@ class ESPnetUSLUModel(AbsESPnetModel):
     ) -> Dict[str, torch.Tensor]:
         """No feature statistics: Whisper normalises its log-mel features itself."""
         return {}
-
-
-def _call(module: torch.nn.Module, prefix: str, params: Dict[str, torch.Tensor], *args):
-    """``module(*args)`` with the effective weights of ``params`` named under
-    ``prefix`` (the module's own parameters where ``params`` has none)."""
-    own = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
-    if not own:
-        return module(*args)
-    return torch.func.functional_call(module, own, args, strict=False, tie_weights=True)

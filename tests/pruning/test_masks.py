@@ -118,3 +118,13 @@ def test_masks_are_not_module_state():
     n_buffers = len(list(model.buffers()))
     MaskSet.from_model(model, PruningScope(), ["t"])
     assert set(model.state_dict()) == keys and len(list(model.buffers())) == n_buffers
+
+
+def test_masks_take_one_bit_per_weight_and_task_in_memory():
+    ms = MaskSet.ones(["a", "b", "c"], {"w": (3, 7), "v": (16,)})  # 21 + 16 bits
+    assert ms.nbytes == 3 * (3 + 2)
+    m = torch.rand(3, 7, generator=torch.Generator().manual_seed(0)) < 0.5
+    ms.set_mask("b", {"w": m, "v": torch.zeros(16)})
+    got = ms.mask("b")
+    assert torch.equal(got["w"], m) and got["w"].dtype == torch.bool
+    assert ms.kept("b") == int(m.sum()) and ms.nbytes == 15

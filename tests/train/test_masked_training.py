@@ -138,3 +138,67 @@ def test_model_forward_equals_the_whole_model_called_with_masked_weights():
     assert torch.equal(model(**batch)[0], reference)
     model.masked_training = None
     assert not torch.equal(model(**batch)[0], reference)  # the mask mattered
+
+
+def _train(lin, training, opt, schedule, in_place):
+    """Steps over ``schedule`` (tasks accumulated per step), masked in place or not."""
+    x = torch.arange(12.0).reshape(4, 3) / 7
+    for tasks in schedule:
+        for task in tasks:
+            if in_place:
+                training.use_masks(lin, task)
+                out = lin(x)
+            else:
+                params = training.effective_parameters(lin, task)
+                out = torch.func.functional_call(lin, params, (x,))
+            (out - 1).pow(2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+
+
+@pytest.mark.parametrize(
+    "optim, policy, unmasked",
+    [
+        ("adamw", "freeze", "allow"),  # frozen entries stay zero during the step
+        ("adamw", "freeze", "freeze"),
+        ("adam_l2", "freeze", "allow"),  # the step sees the real weights
+        ("sgd_momentum", "allow", "allow"),  # pruned entries move and are re-read
+    ],
+)
+def test_in_place_training_equals_out_of_place_bit_for_bit(optim, policy, unmasked):
+    schedule = [["c"], ["a"], ["a"], ["b"], ["a", "b"], ["b"], ["c"], ["a"]]
+    runs = []
+    for in_place in (False, True):
+        lin, ms = linear_and_masks()
+        if optim == "adamw":
+            opt = torch.optim.AdamW(lin.parameters(), lr=0.1, weight_decay=0.1)
+        elif optim == "adam_l2":
+            opt = torch.optim.Adam(lin.parameters(), lr=0.1, weight_decay=0.1)
+        else:
+            opt = torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9)
+        training = MaskedTraining(
+            ms, update_outside_mask=policy, unmasked_update=unmasked
+        )
+        training.bind_optimizers(lin, [opt])
+        _train(lin, training, opt, schedule, in_place)
+        state = {k: v.clone() for k, v in lin.state_dict().items()}  # real weights
+        runs.append((state, opt.state_dict()["state"]))
+    (ref, ref_opt), (got, got_opt) = runs
+    for k in ref:
+        assert torch.equal(got[k], ref[k]), k
+    for i in ref_opt:
+        for k, v in ref_opt[i].items():
+            assert torch.equal(got_opt[i][k], v), (i, k)
+
+
+def test_the_weights_read_during_a_task_block_are_the_real_ones():
+    lin, ms = linear_and_masks()
+    start = lin.weight.detach().clone()
+    training = MaskedTraining(ms)
+    training.use_masks(lin, "a")
+    assert torch.equal(lin.weight.detach(), start * MASK_A)  # masked in place
+    assert torch.equal(lin.state_dict()["weight"], start)  # restored for saving
+    training.use_masks(lin, "a")
+    lin.load_state_dict({"weight": start + 1, "bias": lin.bias.detach()})
+    assert training._in_place.task is None  # nothing stale to write back later
+    assert torch.equal(lin.weight.detach(), start + 1)
