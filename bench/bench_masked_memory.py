@@ -78,7 +78,7 @@ def child(dims: str, kind: str, batch: int, steps: int, sparsity: float) -> dict
         training.use_masks(model, "b")
         training.use_masks(model, "a")
         out["switch_s"] = (time.perf_counter() - t0) / 2
-        out["set_aside_bytes"] = training._in_place.kept_bytes
+        out["set_aside_bytes"] = training._in_place.set_aside_bytes
         out["host_mask_bytes"] = masks.nbytes
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return out

@@ -1,59 +1,71 @@
-"""One task's masks written into the shared weights for a task block, values kept aside.
+"""One task's masks written into the shared weights for a task block, values set aside.
 
 Out of place (:func:`~espnet_pruning.pruning.apply.call_with_masks`) every forward builds
 a masked copy ``m ⊙ W`` of each weight, which autograd keeps until the backward, and the
 backward multiplies each gradient by the mask once more: about 4 bytes per weight of
 memory and two passes over the weights per batch. Training runs in task blocks (many
 consecutive batches of one task), so :class:`InPlaceMasks` writes ``m ⊙ W`` into the
-parameters once per block instead and keeps the pruned-out values aside, compactly:
-their values and their int32 positions, 8 bytes per pruned entry. A hook on each
-parameter sets the gradient of the pruned entries to zero in place as it is accumulated
-(before DDP's all-reduce), so the forward and backward then cost what dense ones do.
+parameters once per block instead and sets the pruned-out values aside, compactly: 4
+bytes per *pruned* entry, plus the mask at 1 bit per weight. A hook on each parameter
+multiplies the gradient by the mask in place as it is accumulated (before DDP's
+all-reduce), so the forward and backward cost what dense ones do.
 
 The values the model computes with and the gradients it accumulates are those of the
-out-of-place path (a pruned entry is ``+0`` where ``W * 0`` may give ``-0``, and its
-gradient is ``0`` even where ``inf * 0`` would give NaN). Anything that reads the real
-weights (an optimizer step, a ``state_dict``) must see them first: :meth:`unzero` puts the
-kept values back and keeps them, :meth:`rezero` zeroes the pruned entries again and
-:meth:`regather` re-reads their (changed) values first; :meth:`restore` ends the block.
-``docs/architecture.md`` ("Masked-training interface") says how training uses them.
+out-of-place path. Anything that reads the real weights (an optimizer step whose update
+or state reads them, a ``state_dict``) must see them first: :meth:`unzero` puts the
+set-aside values back and keeps them, :meth:`rezero` masks the weights again (their
+set-aside values unchanged) and :meth:`regather` re-reads the pruned entries' values
+first; :meth:`restore` ends the block. Positions of the pruned entries are computed from
+the bits when needed (numpy on CPU, where it is 4x faster than ``torch.nonzero``).
+``docs/pruning_pitfalls.md`` §1 says how training uses them.
 """
 
 from functools import partial
 from typing import Dict, Mapping, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 from typeguard import typechecked
 
 from espnet_pruning.pruning.apply import _checked_mask
 
-# Positions are widened to int64 (what index ops need on CPU) this many at a time, so
-# the transient copy stays small next to a large tensor (the token embedding).
-_CHUNK = 1 << 22
+_BIT_VALUES = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
 
-def _chunks(positions: torch.Tensor):
-    for start in range(0, positions.numel(), _CHUNK):
-        yield slice(start, start + _CHUNK), positions[start : start + _CHUNK].long()
+def _pack(kept: torch.Tensor) -> torch.Tensor:
+    """Flat bool → packed bits (numpy's big-endian order) on the same device."""
+    if kept.device.type == "cpu":
+        return torch.from_numpy(np.packbits(kept.numpy()))
+    padded = torch.zeros(-(-kept.numel() // 8) * 8, dtype=torch.uint8, device=kept.device)
+    padded[: kept.numel()] = kept
+    return (padded.view(-1, 8) * _BIT_VALUES.to(kept.device)).sum(1, dtype=torch.uint8)
 
 
-def _fill_zero(flat: torch.Tensor, positions: torch.Tensor) -> None:
-    for _, index in _chunks(positions):
-        flat.index_fill_(0, index, 0)
+def _unpack(bits: torch.Tensor, n: int) -> torch.Tensor:
+    """Packed bits → flat uint8 0/1 of ``n`` entries (multiplies faster than bool)."""
+    if bits.device.type == "cpu":
+        return torch.from_numpy(np.unpackbits(bits.numpy(), count=n))
+    return (bits.unsqueeze(1) & _BIT_VALUES.to(bits.device)).ne(0).view(-1)[:n].byte()
 
 
-def _zero_pruned_gradient(positions: torch.Tensor, param: torch.Tensor) -> None:
-    # After accumulation, in place (no copy of the gradient); this runs inside the
-    # accumulation, before DDP's all-reduce hook.
-    _fill_zero(param.grad.view(-1), positions)
+def _pruned_positions(bits: torch.Tensor, n: int) -> torch.Tensor:
+    """Flat int64 positions of the zero bits."""
+    if bits.device.type == "cpu":
+        kept = np.unpackbits(bits.numpy(), count=n)
+        return torch.from_numpy(np.flatnonzero(kept == 0))
+    return (_unpack(bits, n) == 0).nonzero().squeeze(1)
 
 
-def _zero_pruned_incoming(positions: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+def _mask_gradient(bits: torch.Tensor, param: torch.Tensor) -> None:
+    # After accumulation, in place (no copy); runs before DDP's all-reduce hook.
+    g = param.grad.view(-1)
+    g.mul_(_unpack(bits, g.numel()))
+
+
+def _mask_incoming(bits: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     # Before accumulation, on a copy (hooks must not change what they are given).
-    flat = grad.reshape(-1).clone()
-    _fill_zero(flat, positions)
-    return flat.view(grad.shape)
+    return grad * _unpack(bits, grad.numel()).view(grad.shape)
 
 
 class InPlaceMasks:
@@ -83,16 +95,16 @@ class InPlaceMasks:
     def __init__(self, named_parameters: Mapping[str, nn.Parameter]):
         self._params: Dict[str, nn.Parameter] = dict(named_parameters)
         self.task: Optional[str] = None  # the task whose pruned entries are zero
-        # name -> (positions of the pruned entries in the flat tensor, their values)
+        # name -> (the kept mask as packed bits, the pruned entries' values)
         self._pruned: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
         self._hooks = []
 
     @property
-    def kept_bytes(self) -> int:
-        """Memory the kept values and positions take (bytes)."""
+    def set_aside_bytes(self) -> int:
+        """Memory the packed masks and set-aside values take (bytes)."""
         return sum(
-            i.numel() * i.element_size() + v.numel() * v.element_size()
-            for i, v in self._pruned.values()
+            b.numel() * b.element_size() + v.numel() * v.element_size()
+            for b, v in self._pruned.values()
         )
 
     @typechecked
@@ -121,56 +133,54 @@ class InPlaceMasks:
         with torch.no_grad():
             for name, m in checked.items():
                 p = self._params[name]
-                positions = (~m.to(p.device)).reshape(-1).nonzero().squeeze(1)
-                if positions.numel() == 0:
+                kept = m.to(p.device).reshape(-1)
+                if bool(kept.all()):
                     continue
+                bits = _pack(kept)
                 flat = p.detach().view(-1)
-                values = flat.index_select(0, positions)
-                flat.index_fill_(0, positions, 0)
-                if p.device.type != "cpu" or p.numel() < 2**31:
-                    # Half the memory; converting back per use costs less than a pass
-                    # over the weights.
-                    positions = positions.to(torch.int32)
-                self._pruned[name] = (positions, values)
+                values = flat.index_select(0, _pruned_positions(bits, flat.numel()))
+                flat.mul_(kept)
+                self._pruned[name] = (bits, values)
                 if other_gradients:
-                    hook = p.register_hook(partial(_zero_pruned_incoming, positions))
+                    hook = p.register_hook(partial(_mask_incoming, bits))
                 else:
                     hook = p.register_post_accumulate_grad_hook(
-                        partial(_zero_pruned_gradient, positions)
+                        partial(_mask_gradient, bits)
                     )
                 self._hooks.append(hook)
         self.task = task
 
     def unzero(self) -> None:
-        """Write the kept values back (the real weights), keeping the block's state."""
+        """Write the set-aside values back (the real weights), keeping the block."""
         with torch.no_grad():
-            for name, (positions, values) in self._pruned.items():
+            for name, (bits, values) in self._pruned.items():
                 flat = self._params[name].detach().view(-1)
-                for part, index in _chunks(positions):
-                    flat.index_copy_(0, index, values[part])
+                flat.index_copy_(0, _pruned_positions(bits, flat.numel()), values)
 
     def rezero(self) -> None:
-        """Zero the pruned entries again; the kept values stay what they were."""
+        """Mask the weights again; the set-aside values stay what they were."""
         with torch.no_grad():
-            for name, (positions, _) in self._pruned.items():
-                _fill_zero(self._params[name].detach().view(-1), positions)
+            for name, (bits, _) in self._pruned.items():
+                flat = self._params[name].detach().view(-1)
+                flat.mul_(_unpack(bits, flat.numel()))
 
     def regather(self) -> None:
-        """Re-read the pruned entries' values (they changed), then zero them."""
+        """Re-read the pruned entries' values (they changed), then mask the weights."""
         with torch.no_grad():
-            for name, (positions, values) in self._pruned.items():
+            for name, (bits, values) in self._pruned.items():
                 flat = self._params[name].detach().view(-1)
-                for part, index in _chunks(positions):
-                    torch.index_select(flat, 0, index, out=values[part])
-                    flat.index_fill_(0, index, 0)
+                torch.index_select(
+                    flat, 0, _pruned_positions(bits, flat.numel()), out=values
+                )
+                flat.mul_(_unpack(bits, flat.numel()))
 
     def restore(self) -> None:
-        """Write the kept values back and end the block (no task applied)."""
+        """Write the set-aside values back and end the block (no task applied)."""
         self.unzero()
         self.discard()
 
     def discard(self) -> None:
-        """Forget the kept values without writing them (the weights were replaced)."""
+        """Forget the set-aside values without writing them."""
         for h in self._hooks:
             h.remove()
         self._hooks = []

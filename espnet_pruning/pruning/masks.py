@@ -341,6 +341,15 @@ class MaskSet:
             total += n
         return total
 
+    @typechecked
+    def same_mask(self, a: str, b: str) -> bool:
+        """Whether tasks ``a`` and ``b`` have identical masks.
+
+        Raises:
+            MaskError: If a task is unknown.
+        """
+        return a == b or self._get(a) == self._get(b)
+
     @property
     def nbytes(self) -> int:
         """Host memory the masks take: one bit per weight and task, bytes padded."""

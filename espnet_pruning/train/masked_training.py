@@ -120,6 +120,7 @@ class MaskedTraining:
         self._unmasked_restriction: Optional[UpdateRestriction] = None
         self._union_restriction: Optional[UpdateRestriction] = None
         self._window: List[str] = []  # tasks accumulated into the next optimizer step
+        self._same: Dict[Tuple[str, str], bool] = {}
         self._restricted_to: Optional[Tuple[str, ...]] = None
 
     @typechecked
@@ -185,17 +186,26 @@ class MaskedTraining:
             MaskedTrainingError: No mask for ``task``, or another module.
         """
         in_place = self._bind(module)
-        if in_place.task != task:
-            if task not in self.masks:
-                raise MaskedTrainingError(
-                    f"no mask for task {task!r}; the mask set has "
-                    f"{', '.join(self.masks.tasks)}"
-                )
+        if task not in self.masks:
+            raise MaskedTrainingError(
+                f"no mask for task {task!r}; the mask set has "
+                f"{', '.join(self.masks.tasks)}"
+            )
+        if in_place.task is None or not self._same_mask(in_place.task, task):
             # Gradients of the window's earlier tasks (a step accumulating several)
             # must keep the entries this mask prunes.
-            others = module.training and any(t != task for t in self._window)
+            others = module.training and any(
+                not self._same_mask(t, task) for t in self._window
+            )
             in_place.apply(task, self.masks.mask(task), other_gradients=others)
         self._join_window(module, task)
+
+    def _same_mask(self, a: str, b: str) -> bool:
+        # Tasks sharing one mask (a task-agnostic mask set) need no switch.
+        key = (a, b) if a <= b else (b, a)
+        if key not in self._same:
+            self._same[key] = self.masks.same_mask(a, b)
+        return self._same[key]
 
     def _bind(self, module: nn.Module) -> InPlaceMasks:
         if self._module is None:
@@ -276,10 +286,12 @@ class MaskedTraining:
             optim.register_step_post_hook(lambda *_: self._after_step())
 
     def _single_task_window(self) -> bool:
+        """Whether every task of the window has the mask applied in place."""
         return (
             self._in_place is not None
             and self._in_place.task is not None
-            and self._window == [self._in_place.task]
+            and bool(self._window)
+            and all(self._same_mask(t, self._in_place.task) for t in self._window)
         )
 
     def _before_step(self, module: nn.Module, optimizer: Optimizer) -> None:

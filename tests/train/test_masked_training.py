@@ -202,3 +202,18 @@ def test_the_weights_read_during_a_task_block_are_the_real_ones():
     lin.load_state_dict({"weight": start + 1, "bias": lin.bias.detach()})
     assert training._in_place.task is None  # nothing stale to write back later
     assert torch.equal(lin.weight.detach(), start + 1)
+
+
+def test_tasks_sharing_a_mask_need_no_switch():
+    lin, ms = linear_and_masks()
+    ms.set_mask("c", {"weight": MASK_A})  # a and c: one task-agnostic mask
+    training = MaskedTraining(ms, update_outside_mask="freeze")
+    opt = torch.optim.AdamW(lin.parameters(), lr=0.1)
+    training.bind_optimizers(lin, [opt])
+    before = lin.weight.detach().clone()
+    training.use_masks(lin, "a")
+    training.use_masks(lin, "c")
+    assert training._in_place.task == "a"  # still applied: no restore, no re-apply
+    lin(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    assert torch.equal(lin.state_dict()["weight"] != before, MASK_A)
