@@ -21,7 +21,7 @@ the bits when needed (numpy on CPU, where it is 4x faster than ``torch.nonzero``
 """
 
 from functools import partial
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -29,17 +29,14 @@ from torch import nn
 from typeguard import typechecked
 
 from espnet_pruning.pruning.apply import _checked_mask
+from espnet_pruning.pruning.masks import MaskError, MaskSet
 
 _BIT_VALUES = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
 
 
 def _pack(kept: torch.Tensor) -> torch.Tensor:
-    """Flat bool → packed bits (numpy's big-endian order) on the same device."""
-    if kept.device.type == "cpu":
-        return torch.from_numpy(np.packbits(kept.numpy()))
-    padded = torch.zeros(-(-kept.numel() // 8) * 8, dtype=torch.uint8, device=kept.device)
-    padded[: kept.numel()] = kept
-    return (padded.view(-1, 8) * _BIT_VALUES.to(kept.device)).sum(1, dtype=torch.uint8)
+    """Flat bool on CPU → packed bits (numpy's ``packbits`` order)."""
+    return torch.from_numpy(np.packbits(kept.numpy()))
 
 
 def _unpack(bits: torch.Tensor, n: int) -> torch.Tensor:
@@ -101,46 +98,67 @@ class InPlaceMasks:
 
     @property
     def set_aside_bytes(self) -> int:
-        """Memory the packed masks and set-aside values take (bytes)."""
-        return sum(
-            b.numel() * b.element_size() + v.numel() * v.element_size()
-            for b, v in self._pruned.values()
-        )
+        """Memory the set-aside values take (bytes). The mask bits are the mask set's
+        own on CPU, a copy at 1 bit per weight on other devices."""
+        return sum(v.numel() * v.element_size() for _, v in self._pruned.values())
 
     @typechecked
     def apply(
-        self, task: str, mask: Mapping[str, torch.Tensor], other_gradients: bool = False
+        self,
+        task: str,
+        mask: Union[MaskSet, Mapping[str, torch.Tensor]],
+        other_gradients: bool = False,
     ) -> None:
         """Zero the entries ``mask`` prunes (after restoring any other task's).
 
         Args:
             task: The name the masks are known by (:attr:`task` from now on).
-            mask: Parameter name → bool (or 0/1) mask, 1 = kept.
+            mask: The mask set holding ``task`` (its packed bits are used as they are,
+                one tensor unpacked at a time), or parameter name → bool (or 0/1)
+                mask, 1 = kept.
             other_gradients: Whether the accumulated gradients hold other tasks'
                 contributions, which this mask must not cut: gradients are then masked
                 on a copy before they are added, not in place after.
 
         Raises:
-            MaskError: For an unknown name, a wrong shape or a non-binary mask;
-                nothing is changed then.
+            MaskError: For an unknown task or name, a wrong shape or a non-binary
+                mask; nothing is changed then.
             ValueError: For a non-contiguous parameter.
         """
-        checked = _checked_mask(self._params, mask, "InPlaceMasks")
-        for name in checked:
+        if isinstance(mask, MaskSet):
+            shapes, kept_counts = mask.shapes, mask.kept_per_tensor(task)
+            wrong = [
+                n
+                for n, s in shapes.items()
+                if n not in self._params or tuple(self._params[n].shape) != s
+            ]
+            if wrong:
+                raise MaskError(
+                    f"InPlaceMasks: masks that fit no parameter: {wrong[:3]}"
+                )
+            sources = {n: partial(mask.packed_bits, task, n) for n in shapes}
+        else:
+            checked = _checked_mask(self._params, mask, "InPlaceMasks")
+            kept_counts = {n: int(m.sum()) for n, m in checked.items()}
+            sources = {
+                n: partial(_pack, m.reshape(-1).cpu()) for n, m in checked.items()
+            }
+        for name in sources:
             if not self._params[name].is_contiguous():
                 raise ValueError(f"parameter {name} is not contiguous")
         self.restore()
         with torch.no_grad():
-            for name, m in checked.items():
+            for name, source in sources.items():
                 p = self._params[name]
-                kept = m.to(p.device).reshape(-1)
-                if bool(kept.all()):
+                if kept_counts[name] == p.numel():
                     continue
-                bits = _pack(kept)
+                bits = source().to(p.device)
                 flat = p.detach().view(-1)
                 values = flat.index_select(0, _pruned_positions(bits, flat.numel()))
-                flat.mul_(kept)
+                flat.mul_(_unpack(bits, flat.numel()))
                 self._pruned[name] = (bits, values)
+                if not p.requires_grad:  # frozen (``--freeze_param``): no gradient
+                    continue
                 if other_gradients:
                     hook = p.register_hook(partial(_mask_incoming, bits))
                 else:

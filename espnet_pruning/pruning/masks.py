@@ -342,6 +342,19 @@ class MaskSet:
         return total
 
     @typechecked
+    def packed_bits(self, task: str, name: str) -> torch.Tensor:
+        """The stored bits of one tensor's mask (uint8, numpy's ``packbits`` order,
+        padded to whole bytes); shares memory with the set: do not mutate.
+
+        Raises:
+            MaskError: If the task or the tensor is unknown.
+        """
+        bits = self._get(task).bits
+        if name not in bits:
+            raise MaskError(f"{self._where()}no masked tensor {name!r}")
+        return torch.from_numpy(bits[name])
+
+    @typechecked
     def same_mask(self, a: str, b: str) -> bool:
         """Whether tasks ``a`` and ``b`` have identical masks.
 

@@ -11,9 +11,11 @@ the optimizers; from then on
   until the task changes (:mod:`espnet_pruning.pruning.in_place`; never zeroed for good,
   ``docs/pruning_pitfalls.md`` §1); :meth:`MaskedTraining.effective_parameters` gives
   the same weights out of place;
-* the optimizer hooks it registers show every step the real weights and restrict it
-  to the union of the masks of the tasks whose batches were accumulated into that step
-  (§2), whatever the optimizer;
+* the optimizer hooks it registers restrict every step to the union of the masks of
+  the tasks whose batches were accumulated into that step (§2), whatever the
+  optimizer: the step sees the real weights, except where it may only move frozen
+  entries, which are masked again after it, and its state never reads weights (AdamW;
+  Adam or SGD without weight decay);
 * the trainer asks :meth:`MaskedTraining.frozen_scope` which entries must stay exact
   when it repairs ESPnet's averaged checkpoints (§6).
 
@@ -197,7 +199,7 @@ class MaskedTraining:
             others = module.training and any(
                 not self._same_mask(t, task) for t in self._window
             )
-            in_place.apply(task, self.masks.mask(task), other_gradients=others)
+            in_place.apply(task, self.masks, other_gradients=others)
         self._join_window(module, task)
 
     def _same_mask(self, a: str, b: str) -> bool:

@@ -44,15 +44,14 @@ def test_restore_gives_back_every_value_and_the_block_state_is_compact():
     masks = InPlaceMasks(dict(model.named_parameters()))
     masks.apply("a", ms.mask("a"))
     pruned = ms.numel() - ms.kept("a")
-    bits = sum(-(-m.numel() // 8) for m in ms.mask("a").values())
-    assert masks.set_aside_bytes == 4 * pruned + bits  # float32 values, packed mask
+    assert masks.set_aside_bytes == 4 * pruned  # float32 values
     params = dict(model.named_parameters())
     for n, m in ms.mask("a").items():
         assert int((params[n].detach()[~m] != 0).sum()) == 0
         assert torch.equal(params[n].detach()[m], start[n][m])
     masks.apply("b", ms.mask("b"))  # a task switch restores "a" first
     assert masks.task == "b"
-    assert masks.set_aside_bytes == 4 * (ms.numel() - ms.kept("b")) + bits
+    assert masks.set_aside_bytes == 4 * (ms.numel() - ms.kept("b"))
     masks.restore()
     assert masks.task is None and masks.set_aside_bytes == 0
     for n, v in model.state_dict().items():
@@ -84,6 +83,15 @@ def test_rezero_keeps_and_regather_rereads_the_set_aside_values():
     assert lin.weight.tolist() == [[21.0, 12.0, 13.0]]
 
 
+def test_a_mask_set_and_its_unpacked_masks_give_the_same_block():
+    model, ms = _setup()
+    twin = copy.deepcopy(model)
+    InPlaceMasks(dict(model.named_parameters())).apply("a", ms)
+    InPlaceMasks(dict(twin.named_parameters())).apply("a", ms.mask("a"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, twin.state_dict()[k])
+
+
 def test_a_bad_mask_changes_nothing():
     model, ms = _setup()
     masks = InPlaceMasks(dict(model.named_parameters()))
@@ -91,6 +99,15 @@ def test_a_bad_mask_changes_nothing():
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with pytest.raises(MaskError, match="unknown parameters"):
         masks.apply("b", {"nope": torch.ones(2, dtype=torch.bool)})
+    with pytest.raises(MaskError, match="no mask for task 'c'"):
+        masks.apply("c", ms)
     assert masks.task == "a"
     for n, p in model.named_parameters():
         assert torch.equal(p.detach(), before[n])
+
+
+def test_a_parameter_without_gradient_is_masked_too():
+    lin = torch.nn.Linear(2, 1, bias=False).requires_grad_(False)
+    masks = InPlaceMasks(dict(lin.named_parameters()))
+    masks.apply("a", {"weight": torch.tensor([[True, False]])})
+    assert lin.weight[0, 1].item() == 0
