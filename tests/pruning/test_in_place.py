@@ -111,3 +111,17 @@ def test_a_parameter_without_gradient_is_masked_too():
     masks = InPlaceMasks(dict(lin.named_parameters()))
     masks.apply("a", {"weight": torch.tensor([[True, False]])})
     assert lin.weight[0, 1].item() == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masks_apply_in_every_dtype(dtype):
+    lin = torch.nn.Linear(3, 2, bias=False).to(dtype)
+    start = lin.weight.detach().clone()
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    masks = InPlaceMasks(dict(lin.named_parameters()))
+    masks.apply("a", {"weight": mask})
+    assert torch.equal(lin.weight.detach(), start * mask)
+    lin(torch.ones(1, 3, dtype=dtype)).sum().backward()
+    assert torch.equal(lin.weight.grad, mask.to(dtype))
+    masks.restore()
+    assert torch.equal(lin.weight.detach(), start)
