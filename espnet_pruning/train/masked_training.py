@@ -112,9 +112,9 @@ class MaskedTraining:
         self.train_tasks = tasks
         self.update_outside_mask = update_outside_mask
         self.unmasked_update = unmasked_update
-        # The active task's masks on the training device, (bool, cast to the weights'
-        # dtype), for the out-of-place path only.
-        self._device_masks: Dict[str, Tuple[Mask, CastMasks]] = {}
+        # The last task's masks cast to the weights' dtype and device, for the
+        # out-of-place path only.
+        self._cast_masks: Dict[str, CastMasks] = {}
         self._in_place: Optional[InPlaceMasks] = None
         self._module: Optional[nn.Module] = None
         # With freeze: the unmasked parameters' restriction, and the masked ones' for
@@ -147,24 +147,12 @@ class MaskedTraining:
         return self.update_outside_mask == "freeze"
 
     # ----------------------------------------------------------------- forward
-    def task_mask(self, task: str, device: torch.device) -> Mask:
-        """The task's bool masks on ``device``."""
-        return self._masks_on(task, device, None)[0]
-
-    def _masks_on(self, task: str, device: torch.device, module: Optional[nn.Module]):
+    def _check_task(self, task: str) -> None:
         if task not in self.masks:
             raise MaskedTrainingError(
                 f"no mask for task {task!r}; the mask set has "
                 f"{', '.join(self.masks.tasks)}"
             )
-        cached = self._device_masks.get(task)
-        if cached is None or next(iter(cached[0].values())).device != device:
-            bool_masks = {n: m.to(device) for n, m in self.masks.mask(task).items()}
-            cached = (bool_masks, None)
-        if cached[1] is None and module is not None:
-            cached = (cached[0], cast_masks(module, cached[0]))
-        self._device_masks = {task: cached}
-        return cached
 
     def _join_window(self, module: nn.Module, task: str) -> None:
         if module.training and task not in self._window:
@@ -188,11 +176,7 @@ class MaskedTraining:
             MaskedTrainingError: No mask for ``task``, or another module.
         """
         in_place = self._bind(module)
-        if task not in self.masks:
-            raise MaskedTrainingError(
-                f"no mask for task {task!r}; the mask set has "
-                f"{', '.join(self.masks.tasks)}"
-            )
+        self._check_task(task)
         if in_place.task is None or not self._same_mask(in_place.task, task):
             # Gradients of the window's earlier tasks (a step accumulating several)
             # must keep the entries this mask prunes.
@@ -251,9 +235,13 @@ class MaskedTraining:
         Returns:
             Parameter name → effective weight (gradients flow to the parameters).
         """
+        self._check_task(task)
         self.restore()
         device = next(module.parameters()).device
-        cast = self._masks_on(task, device, module)[1]
+        cast = self._cast_masks.get(task)
+        if cast is None or next(iter(cast.values())).device != device:
+            cast = cast_masks(module, self.masks.to(device).mask(task))
+            self._cast_masks = {task: cast}  # one task at a time: task blocks
         self._join_window(module, task)
         return masked_parameters(module, cast)
 
