@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """Masked training steps vs the dense step on the same openai-whisper model and batch.
 
-The masked step is what Algorithm 2 and continual learning run
+The masked steps are what Algorithm 2 and continual learning run
 (:class:`~espnet_pruning.train.masked_training.MaskedTraining` with
 ``update_outside_mask: freeze``): the task's masks written into the weights in place
-for the task block, the pruned values set aside, gradients masked before accumulation,
-the real weights shown to AdamW, and every entry outside the mask kept bit-identical.
+for the task block, the pruned values set aside, gradients masked as they are
+accumulated, every entry outside the mask kept bit-identical. ``masked`` is Algorithm
+2's case: another task's block came first, so AdamW's moments are non-zero at the
+task's pruned entries and they are zeroed again after every step (two passes over the
+masked weights per step). ``masked_one_task`` is continual learning's: only one mask
+has been trained since the optimizer was built, the moments are exactly zero there,
+and the re-zeroing pass is skipped (one pass). ``(mask work)`` times one such pass
+alone, a figure less noisy than the ratio of two step times.
 ``--out_of_place`` adds the previous path (``call_with_masks``, masked copies of the
 weights every forward, and :class:`UpdateRestriction`). The dense step is the same
 without masks. Steps of all kinds are interleaved after a warm-up and the ratios of
@@ -24,8 +30,10 @@ avoids it).
 
 Run:
     OMP_NUM_THREADS=2 tools/venv/bin/python bench/bench_masked_step.py            # CPU, tiny
+    OMP_NUM_THREADS=2 tools/venv/bin/python bench/bench_masked_step.py --dims small \
+        --steps 9 --warmup 1 [--optim adamw_fused]
     OMP_NUM_THREADS=2 tools/venv/bin/python bench/bench_masked_step.py --dims medium \
-        --batch 1 --steps 3 --warmup 1
+        --steps 3 --warmup 1 [--optim adamw_fused]
     tools/venv/bin/python bench/bench_masked_step.py --device cuda --dims small   # GPU
 """
 
@@ -38,6 +46,7 @@ import torch
 from benchlib import DIMS, build_whisper, random_masks, training_batch, whisper_step
 
 from espnet_pruning.pruning.apply import UpdateRestriction, call_with_masks, cast_masks
+from espnet_pruning.pruning.in_place import InPlaceMasks
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.train.masked_training import MaskedTraining
@@ -69,6 +78,11 @@ def main():
     )
     parser.add_argument("--out_of_place", action="store_true")
     parser.add_argument("--shared_model", action="store_true")
+    parser.add_argument(
+        "--no_one_task",
+        action="store_true",
+        help="leave out masked_one_task (saves a model copy)",
+    )
     parser.add_argument("--sparsity", type=float, default=0.36)
     args = parser.parse_args()
     if not args.keep_denormals:
@@ -76,9 +90,14 @@ def main():
     shared = args.shared_model or args.dims == "medium"
     device = torch.device(args.device)
     dense = build_whisper(args.dims).to(device)
-    masks = MaskSet.from_model(dense, PruningScope(), ["t"])
+    masks = MaskSet.from_model(dense, PruningScope(), ["t", "u"])
     masks.set_mask("t", random_masks(masks.shapes, args.sparsity))
-    kinds = ["dense", "masked"] + (["out_of_place"] if args.out_of_place else [])
+    masks.set_mask("u", random_masks(masks.shapes, args.sparsity, seed=1))
+    kinds = ["dense", "masked"]
+    if not (shared or args.no_one_task):
+        kinds.append("masked_one_task")
+    if args.out_of_place:
+        kinds.append("out_of_place")
     models = {
         k: dense if shared or k == "dense" else copy.deepcopy(dense) for k in kinds
     }
@@ -101,18 +120,25 @@ def main():
     opts = {k: make_opt(m) for k, m in models.items() if m is not dense or k == "dense"}
     opts.update({k: opts["dense"] for k in kinds if k not in opts})
     masked = models["masked"]
-    start = (
-        {} if shared else {n: p.detach().clone() for n, p in masked.named_parameters()}
-    )
-    training = MaskedTraining(masks, update_outside_mask="freeze")
-    training.bind_optimizers(masked, [opts["masked"]])
     forwards = {"dense": None}
+    trainings = {}
+    for kind in ("masked", "masked_one_task"):
+        if kind not in kinds:
+            continue
+        trainings[kind] = MaskedTraining(masks, update_outside_mask="freeze")
+        trainings[kind].bind_optimizers(models[kind], [opts[kind]])
 
-    def masked_forward(*a):
-        training.use_masks(masked, "t")
-        return masked(*a)
+        def masked_forward(*a, kind=kind, task="t"):
+            trainings[kind].use_masks(models[kind], task)
+            return models[kind](*a)
 
-    forwards["masked"] = masked_forward
+        forwards[kind] = masked_forward
+    training = trainings["masked"]
+    # Algorithm 2's case: a block of another task first (not timed).
+    whisper_step(
+        masked, opts["masked"], data, lambda *a: forwards["masked"](*a, task="u")
+    )
+    start = {} if shared else {n: v.clone() for n, v in masked.state_dict().items()}
     if args.out_of_place:
         oop = models["out_of_place"]
         restriction = UpdateRestriction(
@@ -154,12 +180,26 @@ def main():
     )
     for k in kinds:
         print(
-            f"{k:12s} step: median {med[k] * 1e3:9.1f} ms  ratio / dense "
+            f"{k:15s} step: median {med[k] * 1e3:9.1f} ms  ratio / dense "
             f"{med[k] / med['dense']:.3f}"
         )
     print(
         f"task block start (apply masks in place) {t_apply * 1e3:.1f} ms, end "
         f"(restore) {t_restore * 1e3:.1f} ms"
+    )
+    one_pass = InPlaceMasks(dict(dense.named_parameters()))
+    one_pass.apply("t", masks)
+    passes = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        one_pass.rezero()
+        passes.append(time.perf_counter() - t0)
+    one_pass.restore()
+    t_pass = statistics.median(passes)
+    print(
+        f"(mask work) one pass over the masked weights (the gradients' mask; the "
+        f"re-zeroing is another) {t_pass * 1e3:.1f} ms = "
+        f"{100 * t_pass / med['dense']:.1f} % of a dense step"
     )
     if not shared:
         params = dict(masked.named_parameters())
@@ -173,24 +213,22 @@ def main():
         # Masked entries get exactly zero gradients, so their Adam second moments stay
         # exactly 0. Time the optimizer's own sqrt on both models' moments to show what
         # a data-dependent sqrt would cost the masked step.
-        sq = {}
-        for kind in ("dense", "masked"):
+        moment_kinds = [k for k in ("dense", "masked", "masked_one_task") if k in kinds]
+        sq, zeros = {}, {}
+        for kind in moment_kinds:
             moments = [s["exp_avg_sq"] for s in opts[kind].state.values()]
             t0 = time.perf_counter()
             for _ in range(10):
                 torch._foreach_sqrt(moments)
             sq[kind] = (time.perf_counter() - t0) / 10
-        zeros = {
-            k: sum(int((s["exp_avg_sq"] == 0).sum()) for s in opts[k].state.values())
-            / n_params
-            for k in ("dense", "masked")
-        }
-        print(
-            f"(note) sqrt of Adam's second moments alone: dense {sq['dense'] * 1e3:.1f} "
-            f"ms ({100 * zeros['dense']:.0f} % zeros), masked "
-            f"{sq['masked'] * 1e3:.1f} ms ({100 * zeros['masked']:.0f} % zeros), "
-            f"{100 * (sq['masked'] - sq['dense']) / med['dense']:+.1f} % of a dense step"
-        )
+            zeros[kind] = sum(int((m == 0).sum()) for m in moments) / n_params
+        print("(note) sqrt of Adam's second moments alone:")
+        for kind in moment_kinds:
+            print(
+                f"    {kind:15s} {sq[kind] * 1e3:7.1f} ms ({100 * zeros[kind]:.0f} % "
+                f"zeros), {100 * (sq[kind] - sq['dense']) / med['dense']:+.1f} % of a "
+                f"dense step"
+            )
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ class InPlaceMasks:
             if not self._params[name].is_contiguous():
                 raise ValueError(f"parameter {name} is not contiguous")
         self.restore()
+        buffers = self._set_aside_buffers(kept_counts)
         with torch.no_grad():
             for name, source in sources.items():
                 p = self._params[name]
@@ -175,7 +176,10 @@ class InPlaceMasks:
                     continue
                 bits = source().to(p.device)
                 flat = p.detach().view(-1)
-                values = flat.index_select(0, _pruned_positions(bits, flat.numel()))
+                values = buffers[name]
+                positions = _pruned_positions(bits, flat.numel())
+                torch.index_select(flat, 0, positions, out=values)
+                del positions
                 _mul_mask(flat, bits)
                 self._pruned[name] = (bits, values)
                 if not p.requires_grad:  # frozen (``--freeze_param``): no gradient
@@ -188,6 +192,27 @@ class InPlaceMasks:
                     )
                 self._hooks.append(hook)
         self.task = task
+
+    def _set_aside_buffers(
+        self, kept_counts: Mapping[str, int]
+    ) -> Dict[str, torch.Tensor]:
+        """Name → an empty tensor for its pruned entries' values: views of one buffer
+        per device and dtype, so that the values take one large allocation (outside
+        the allocator's heap, where many mid-sized ones kept freed memory resident)."""
+        sizes: Dict[Tuple[torch.device, torch.dtype], int] = {}
+        for name, kept in kept_counts.items():
+            p = self._params[name]
+            key = (p.device, p.dtype)
+            sizes[key] = sizes.get(key, 0) + p.numel() - kept
+        buffers = {k: torch.empty(n, device=k[0], dtype=k[1]) for k, n in sizes.items()}
+        offsets = dict.fromkeys(sizes, 0)
+        views = {}
+        for name, kept in kept_counts.items():
+            p = self._params[name]
+            key, n = (p.device, p.dtype), p.numel() - kept
+            views[name] = buffers[key][offsets[key] : offsets[key] + n]
+            offsets[key] += n
+        return views
 
     def unzero(self) -> None:
         """Write the set-aside values back (the real weights), keeping the block."""

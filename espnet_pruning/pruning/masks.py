@@ -10,6 +10,7 @@ Tensor names are kept **sorted**: that is the global order used for tie-breaking
 for the layout of mask files.
 """
 
+import math
 import re
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
@@ -83,12 +84,22 @@ class _PackedMask:
             self.bits[name] = np.packbits(flat)
             self.kept[name] = int(np.count_nonzero(flat))
 
+    @classmethod
+    def ones(cls, shapes: Mapping[str, Tuple[int, ...]]) -> "_PackedMask":
+        """All kept, packed directly (no byte-per-weight mask on the way)."""
+        out = cls({})
+        for name, shape in shapes.items():
+            n = math.prod(shape)
+            bits = np.full((n + 7) // 8, 255, dtype=np.uint8)
+            if n % 8:
+                bits[-1] = (0xFF << (8 - n % 8)) & 0xFF  # padding bits are zero
+            out.bits[name], out.kept[name] = bits, n
+        return out
+
     def unpack(self, shapes: Mapping[str, Tuple[int, ...]], device) -> Mask:
         out = {}
         for name, shape in shapes.items():
-            n = 1
-            for s in shape:
-                n *= s
+            n = math.prod(shape)
             flat = np.unpackbits(self.bits[name], count=n).view(np.bool_)
             out[name] = torch.from_numpy(flat).reshape(shape).to(device)
         return out
@@ -317,7 +328,9 @@ class MaskSet:
         if task in self._masks:
             raise MaskError(f"task {task!r} exists already")
         if mask is None:
-            mask = {n: torch.ones(s, dtype=torch.bool) for n, s in self._shapes.items()}
+            check_task_name(task)
+            self._masks[task] = _PackedMask.ones(self._shapes)
+            return
         self._masks[task] = self._validated(task, mask)
 
     @typechecked
@@ -333,13 +346,7 @@ class MaskSet:
     # ----------------------------------------------------------------- counts
     def numel(self) -> int:
         """Number of masked (prunable) weights."""
-        total = 0
-        for shape in self._shapes.values():
-            n = 1
-            for s in shape:
-                n *= s
-            total += n
-        return total
+        return sum(math.prod(s) for s in self._shapes.values())
 
     @typechecked
     def packed_bits(self, task: str, name: str) -> torch.Tensor:

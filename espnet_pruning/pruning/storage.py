@@ -388,15 +388,17 @@ def load_masks(
 def _mask_set(
     directory: Path, manifest: dict, shapes: Dict[str, Tuple[int, ...]], tasks
 ) -> MaskSet:
-    masks = {t: _read_task(directory, t, manifest["masks"][t], shapes) for t in tasks}
     scope = manifest.get("scope")
     try:
         ms = MaskSet(
             shapes,
-            masks,
+            {},
             manifest["n_model_params"],
             None if scope is None else PruningScope.from_dict(scope),
         )
+        # One task unpacked at a time: the set itself holds 1 bit per weight and task.
+        for t in tasks:
+            ms.add_task(t, _read_task(directory, t, manifest["masks"][t], shapes))
     except MaskError as e:
         raise MaskFileError(f"{directory / MANIFEST}: {e}") from None
     ms.source = str(directory)

@@ -24,7 +24,7 @@ model. Mask methods that change masks during training plug in here (see
 ``docs/architecture.md``, "Masked-training interface").
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -122,8 +122,17 @@ class MaskedTraining:
         self._unmasked_restriction: Optional[UpdateRestriction] = None
         self._union_restriction: Optional[UpdateRestriction] = None
         self._window: List[str] = []  # tasks accumulated into the next optimizer step
+        # The optimizers that stepped since the window's batches: the window ends at
+        # the next batch or at a second step of one of them, so that every optimizer
+        # stepping after the same batches sees it, and no step sees a stale one.
+        self._stepped: Set[int] = set()
         self._same: Dict[Tuple[str, str], bool] = {}
         self._restricted_to: Optional[Tuple[str, ...]] = None
+        # The task whose mask every step so far trained ("" before the first step;
+        # None: several masks, or a loaded optimizer state). While it is the applied
+        # task, the optimizers' moments are exactly zero at its pruned entries.
+        self._trained_mask: Optional[str] = ""
+        self._weights_unzeroed = False  # by the current step's pre-hook
 
     @typechecked
     def check_model(self, model: nn.Module, task_names: Sequence[str]) -> None:
@@ -154,9 +163,16 @@ class MaskedTraining:
                 f"{', '.join(self.masks.tasks)}"
             )
 
+    def _open_window(self) -> List[str]:
+        if self._stepped:
+            self._window.clear()
+            self._stepped.clear()
+        return self._window
+
     def _join_window(self, module: nn.Module, task: str) -> None:
-        if module.training and task not in self._window:
-            self._window.append(task)
+        window = self._open_window()
+        if module.training and task not in window:
+            window.append(task)
 
     @typechecked
     def use_masks(self, module: nn.Module, task: str) -> None:
@@ -181,7 +197,7 @@ class MaskedTraining:
             # Gradients of the window's earlier tasks (a step accumulating several)
             # must keep the entries this mask prunes.
             others = module.training and any(
-                not self._same_mask(t, task) for t in self._window
+                not self._same_mask(t, task) for t in self._open_window()
             )
             in_place.apply(task, self.masks, other_gradients=others)
         self._join_window(module, task)
@@ -212,6 +228,11 @@ class MaskedTraining:
                 "masked training is bound to another module; build one per model"
             )
         return self._in_place
+
+    @property
+    def set_aside_bytes(self) -> int:
+        """Memory the values :meth:`use_masks` set aside take now (bytes)."""
+        return 0 if self._in_place is None else self._in_place.set_aside_bytes
 
     def restore(self) -> None:
         """Write the values :meth:`use_masks` set aside back into the weights."""
@@ -257,10 +278,13 @@ class MaskedTraining:
         the window ends.
         """
         params = dict(module.named_parameters())
+        if any(optim.state for optim in optimizers):
+            self._trained_mask = None  # moments of unknown steps
         # Registered before the restrictions' hooks: their pre-hooks snapshot the
         # real weights.
         for optim in optimizers:
             optim.register_step_pre_hook(lambda opt, *_: self._before_step(module, opt))
+            optim.register_load_state_dict_post_hook(self._forget_trained_mask)
         if self.restricts_updates:
             masked = {n: p for n, p in params.items() if n in self.masks.shapes}
             self._union_restriction = UpdateRestriction(masked, optimizers)
@@ -285,6 +309,9 @@ class MaskedTraining:
         )
 
     def _before_step(self, module: nn.Module, optimizer: Optimizer) -> None:
+        if id(optimizer) in self._stepped:  # no batch since its last step
+            self._open_window()
+        self._stepped.add(id(optimizer))
         if self._in_place is not None and not (
             self.restricts_updates
             and self._single_task_window()
@@ -294,6 +321,7 @@ class MaskedTraining:
             # move from zero is frozen and zeroed again after it, and the optimizer's
             # state does not depend on weight values.
             self._in_place.unzero()
+            self._weights_unzeroed = True
         if self._union_restriction is None or not self._window:
             return
         # One task: its pruned entries are the frozen ones, and the values set aside
@@ -311,13 +339,30 @@ class MaskedTraining:
             self._union_restriction.set_trainable(trainable)
         self._restricted_to = key
 
+    def _forget_trained_mask(self, *_) -> None:
+        self._trained_mask = None
+
     def _after_step(self) -> None:
-        if self._in_place is not None and self._in_place.task is not None:
-            if self.restricts_updates and self._single_task_window():
-                self._in_place.rezero()
-            else:
+        single = self._single_task_window()
+        task = self._in_place.task if self._in_place is not None else None
+        if task is not None:
+            if not (self.restricts_updates and single):
                 self._in_place.regather()
-        self._window.clear()
+            elif self._weights_unzeroed or not self._moments_zero_outside(task):
+                self._in_place.rezero()
+            # Else the step left the pruned entries at ±0: a gradient that was ±0
+            # there in every step moves no such entry (AdamW, Adam, SGD), so zeroing
+            # them again would change nothing.
+        self._weights_unzeroed = False
+        if single and self._moments_zero_outside(task):
+            self._trained_mask = task
+        else:
+            self._trained_mask = None
+
+    def _moments_zero_outside(self, task: str) -> bool:
+        return self._trained_mask == "" or (
+            self._trained_mask is not None and self._same_mask(self._trained_mask, task)
+        )
 
     # ----------------------------------------------------------------- checkpoints
     def frozen_scope(self) -> Optional[Tuple[Mask, str]]:

@@ -45,6 +45,12 @@ def test_restore_gives_back_every_value_and_the_block_state_is_compact():
     masks.apply("a", ms.mask("a"))
     pruned = ms.numel() - ms.kept("a")
     assert masks.set_aside_bytes == 4 * pruned  # float32 values
+    # ... in one allocation (views of one buffer), not one per tensor
+    storages = {v.untyped_storage().data_ptr() for _, v in masks._pruned.values()}
+    assert len(storages) == 1
+    assert (
+        next(iter(masks._pruned.values()))[1].untyped_storage().nbytes() == 4 * pruned
+    )
     params = dict(model.named_parameters())
     for n, m in ms.mask("a").items():
         assert int((params[n].detach()[~m] != 0).sum()) == 0

@@ -128,3 +128,18 @@ def test_masks_take_one_bit_per_weight_and_task_in_memory():
     got = ms.mask("b")
     assert torch.equal(got["w"], m) and got["w"].dtype == torch.bool
     assert ms.kept("b") == int(m.sum()) and ms.nbytes == 15
+
+
+def test_all_ones_tasks_are_packed_like_an_explicit_mask():
+    shapes = {"w": (3, 7), "v": (16,), "u": (1,)}  # 21, 16 and 1 bits: padding differs
+    made = MaskSet.ones(["a"], shapes)
+    given = MaskSet(
+        shapes, {"a": {n: torch.ones(s, dtype=torch.bool) for n, s in shapes.items()}}
+    )
+    assert made == given  # the same bits, zero padding included
+    assert made.kept("a") == 38 and made.packed_bits("a", "w").tolist() == [
+        255,
+        255,
+        248,
+    ]
+    assert made.packed_bits("a", "u").tolist() == [128]
