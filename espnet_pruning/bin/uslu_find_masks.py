@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""One round of Algorithm 1 (identify pruning masks) as one job.
+"""One level of a mask method (Algorithm 1's round by default) as one job.
 
-Every task is trained from θ0 under its current mask with ESPnet's Trainer (the options
-after ``--`` are ``uslu_train``'s), then a fraction p of its mask is pruned by global
-magnitude. See :mod:`espnet_pruning.experiments.find_masks`. Run it again after a kill: finished
-tasks are skipped, an interrupted training resumes. The tasks of a round are independent,
-so a round can be split: one job per task with ``--tasks TASK``, then one job without
-``--tasks`` that finds every task done and only merges the round's masks.
+With ``--mask_method imp_lth`` (the default) every task is trained from θ0 under its
+current mask with ESPnet's Trainer (the options after ``--`` are ``uslu_train``'s), then
+a fraction p of its mask is pruned by global magnitude
+(:mod:`espnet_pruning.experiments.find_masks`); ``random`` prunes at random. ``parp`` and
+``parp_p`` train every task from θ0 with PARP and take its mask at the level's sparsity
+``1 − (1 − p)^Q`` (:mod:`espnet_pruning.experiments.parp_masks`; options from
+``--method_config``). Run it again after a kill: finished tasks are skipped, an
+interrupted training resumes. The tasks of a level are independent, so a level can be
+split: one job per task with ``--tasks TASK``, then one job without ``--tasks`` that finds
+every task done and only merges the masks.
 
 Example (round 2 of the mini recipe):
     python -m espnet_pruning.bin.uslu_find_masks --round 2 \\
@@ -21,9 +25,12 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+import yaml
+
 from espnet_pruning.bin.cli import run_logged
 from espnet_pruning.errors import InputError
-from espnet_pruning.experiments.find_masks import FindMasksHparams, find_masks_round
+from espnet_pruning.experiments.find_masks import FindMasksHparams
+from espnet_pruning.experiments.mask_methods import MASK_METHODS, find_level_masks
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -32,10 +39,30 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--round", type=int, required=True, help="1-based round")
+    parser.add_argument(
+        "--round", type=int, required=True, help="1-based round = level Q"
+    )
     parser.add_argument("--init_param", type=Path, required=True, help="θ0 (.pth)")
-    parser.add_argument("--mask_dir", type=Path, required=True, help="masks before")
+    parser.add_argument(
+        "--mask_dir",
+        type=Path,
+        required=True,
+        help="masks of the level before (per-round methods) or of level 0",
+    )
     parser.add_argument("--output_dir", type=Path, required=True)
+    parser.add_argument(
+        "--mask_method",
+        default="imp_lth",
+        choices=sorted(MASK_METHODS),
+        help="; ".join(f"{m.name}: {m.summary}" for m in MASK_METHODS.values()),
+    )
+    parser.add_argument(
+        "--method_config",
+        type=Path,
+        default=None,
+        help="YAML of the method's own options (parp, parp_p: reprune_interval in "
+        "epochs, scope)",
+    )
     FindMasksHparams.add_args(parser, group="Algorithm 1")
     parser.add_argument(
         "--tasks",
@@ -58,13 +85,23 @@ def run(args: argparse.Namespace) -> None:
         hparams = FindMasksHparams.from_args(args)
     except ValueError as e:
         raise InputError(str(e)) from e
-    out = find_masks_round(
+    method_conf = {}
+    if args.method_config is not None:
+        try:
+            method_conf = yaml.safe_load(args.method_config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise InputError(f"{args.method_config}: cannot read: {e}") from None
+        if not isinstance(method_conf, dict):
+            raise InputError(f"{args.method_config}: not a mapping of options")
+    out = find_level_masks(
+        args.mask_method,
         args.init_param,
         args.mask_dir,
         args.output_dir,
         train_args,
         hparams,
         args.round,
+        method_conf=method_conf,
         only_tasks=args.tasks,
     )
     if out is None:

@@ -15,16 +15,19 @@ from the trained model in memory, whose frozen entries are the starting values b
 bit (that is what the restriction guarantees, across resumes too).
 """
 
+import argparse
 import dataclasses
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
-from espnet2.train.trainer import Trainer
+from espnet2.train.trainer import Trainer, TrainerOptions
+from espnet2.utils.build_dataclass import build_dataclass
+from espnet2.utils.nested_dict_action import NestedDictAction
 
 from espnet_pruning.pruning.apply import restore_frozen
 from espnet_pruning.train.checkpoints import (
@@ -35,10 +38,48 @@ from espnet_pruning.train.checkpoints import (
     release_stage,
     restart_hint,
 )
+from espnet_pruning.train.parp_training import parse_parp_conf, reprune_at_epoch_start
+
+
+@dataclasses.dataclass
+class USLUTrainerOptions(TrainerOptions):
+    """ESPnet's trainer options and ours.
+
+    Args:
+        parp_conf: PARP's re-pruning schedule (:mod:`espnet_pruning.train.parp_training`);
+            None for ordinary training.
+    """
+
+    parp_conf: Optional[dict]
 
 
 class USLUTrainer(Trainer):
-    """ESPnet's Trainer; checkpoints are atomic, averages keep frozen weights exact."""
+    """ESPnet's Trainer; checkpoints are atomic, averages keep frozen weights exact.
+
+    With ``--parp_conf``, PARP re-prunes the weights at epoch starts.
+    """
+
+    @classmethod
+    def build_options(cls, args: argparse.Namespace) -> USLUTrainerOptions:
+        """ESPnet's options plus ``parp_conf`` (checked here, before training starts)."""
+        if getattr(args, "parp_conf", None):
+            parse_parp_conf(args.parp_conf)
+        else:
+            args.parp_conf = None
+        return build_dataclass(USLUTrainerOptions, args)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """``--parp_conf``."""
+        group = parser.add_argument_group("PARP (mask finding with re-pruning)")
+        group.add_argument(
+            "--parp_conf",
+            action=NestedDictAction,
+            default=dict(),
+            help="train every weight and re-prune by magnitude at epoch starts "
+            "(keys: target_sparsity, reprune_interval in epochs, scope, rounding, "
+            "schedule, pruning_scope); empty: ordinary training",
+        )
 
     @classmethod
     def run(
@@ -104,6 +145,15 @@ class USLUTrainer(Trainer):
             stage = Path(kwargs["options"].output_dir)
             commit(stage)
             release_stage(stage, kwargs["reporter"].get_epoch())
+        options = kwargs["options"]
+        if getattr(options, "parp_conf", None):
+            model = kwargs["model"]
+            reprune_at_epoch_start(
+                getattr(model, "module", model),
+                options.parp_conf,
+                kwargs["reporter"].get_epoch(),
+                options.max_epoch,
+            )
         return super().train_one_epoch(*args, **kwargs)
 
     @staticmethod

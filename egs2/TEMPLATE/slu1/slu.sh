@@ -17,6 +17,8 @@
 #  10  find masks (Algorithm 1)   per round, one job per task (the tasks are independent):
 #                                 trained from θ0 under its mask, then pruned by p; one job
 #                                 merges the round → exp/find_masks/<kind>/round<r>/
+#                                 (--mask_method parp|parp_p: one PARP run per task and level
+#                                 instead; random: Algorithm 1 with random masks)
 #  11  masked training (Alg. 2)   per level Q: multi_task under the masks, and the baselines
 #                                 (single_task: one θ_t per task; task_agnostic: one mask),
 #                                 each system and each single_task model its own job
@@ -46,6 +48,8 @@
 #                                 exp/packed/uslu_multi_task_q<Q>.zip; decode it with
 #                                 Speech2Text.from_pretrained(zip, task=...) (--skip_packing true
 #                                 skips it)
+# With --mask_method other than imp_lth, stages 10-22 write into exp/<method>/ (its own
+# RESULTS.md and figures/); the dense stages 1-9 are shared.
 # Option strings (${train_args}, $(common_train_opts), ...) are split into words on purpose.
 # shellcheck disable=SC2086,SC2046
 set -euo pipefail
@@ -105,6 +109,8 @@ prune_levels="2 5"       # Level Q of each pruned model: rounds of Algorithm 1 (
 prune_fraction=0.2       # p, fraction of a mask's remaining weights pruned per round (paper: 0.2).
 prune_strategy=global_magnitude     # Weights to prune: global_magnitude (paper), layerwise_magnitude, random.
 prune_seed=0             # Seed of Algorithm 1's task order.
+mask_method=imp_lth      # How stage 10 finds masks: imp_lth (Algorithm 1), random, parp, parp_p.
+method_config=""         # YAML of the method's own options (default: conf/mask_methods/<method>.yaml if present).
 prune_baselines="single_task task_agnostic"   # Table 1 baselines run besides multi_task.
 find_masks_config=conf/find_masks.yaml        # Algorithm 1's schedule (overlay on --train_config).
 masked_config=conf/train_masked.yaml          # Algorithm 2's schedule (overlay on --train_config).
@@ -177,6 +183,14 @@ Options:
     --prune_fraction         # p, fraction of a mask's remaining weights pruned per round (default="${prune_fraction}").
     --prune_strategy         # global_magnitude, layerwise_magnitude or random (default="${prune_strategy}").
     --prune_seed             # Seed of Algorithm 1's task order (default="${prune_seed}").
+    --mask_method            # How stage 10 finds the masks of each level Q (default="${mask_method}"):
+                             # imp_lth: Algorithm 1 (Q rounds of train-prune-rewind);
+                             # random: the same schedule with random masks;
+                             # parp: one PARP run per task from θ0 at sparsity 1-(1-p)^Q;
+                             # parp_p: PARP-P rising through the sparsities of levels 1..Q.
+                             # Other than imp_lth, stages 10-22 write into \${expdir}/<method>/.
+    --method_config          # YAML of the method's own options, e.g. PARP's reprune_interval
+                             # (default: conf/mask_methods/<method>.yaml if present).
     --prune_baselines        # Of "single_task task_agnostic": Table 1 baselines run besides multi_task
                              # (default="${prune_baselines}").
     --find_masks_config      # Algorithm 1's schedule, overlay on --train_config (default="${find_masks_config}").
@@ -271,7 +285,17 @@ given_token_list="${token_list}"
 stats_dir="${expdir}/uslu_stats"
 if [ -z "${tag}" ]; then tag=$(basename "${train_config}" .yaml); fi
 uslu_exp="${expdir}/uslu_${tag}"
-figures_dir="${expdir}/figures"   # PNGs linked from ${expdir}/RESULTS.md as figures/<name>.png
+# A mask method's pruning results (stages 10-22) and their RESULTS.md; Algorithm 1's are the
+# recipe's main results in ${expdir} itself.
+case "${mask_method}" in
+    imp_lth) method_dir="${expdir}" ;;
+    random|parp|parp_p) method_dir="${expdir}/${mask_method}" ;;
+    *) log "ERROR: --mask_method ${mask_method}: use imp_lth, random, parp or parp_p"; exit 1 ;;
+esac
+if [ -z "${method_config}" ] && [ -f "conf/mask_methods/${mask_method}.yaml" ]; then
+    method_config="conf/mask_methods/${mask_method}.yaml"
+fi
+figures_dir="${method_dir}/figures"   # PNGs linked from ${method_dir}/RESULTS.md as figures/<name>.png
 
 # Continual-learning runs: NAME → its task, training set and validation set.
 cl_names=""
@@ -516,7 +540,7 @@ fi
 
 # ----------------------------------------------------------------- pruning (10-16)
 theta0="${uslu_exp}/${inference_model}"
-find_dir="${expdir}/find_masks"
+find_dir="${method_dir}/find_masks"
 test_tasks() {  # the task of every test set
     local d task tasks=""
     for d in ${test_sets}; do task=$(check_single_task "${d}") || exit 1; tasks+="${task} "; done
@@ -534,7 +558,7 @@ has_baseline task_agnostic && mask_kinds+=" task_agnostic"
 mask_kind_of() { if [ "$1" = single_task ]; then echo multi_task; else echo "$1"; fi; }
 round_dir() { echo "${find_dir}/$(mask_kind_of "$1")/round$2"; }  # $1: kind, $2: round
 masks_of() { echo "$(round_dir "$1" "$2")/masks"; }  # $1: kind, $2: level Q (= rounds applied)
-pruned_exp() { echo "${expdir}/uslu_$1_q$2"; }       # $1: kind, $2: level Q
+pruned_exp() { echo "${method_dir}/uslu_$1_q$2"; }       # $1: kind, $2: level Q
 model_exp() {  # $1: kind, $2: level Q, $3: test set → the experiment whose model decodes it
     local task
     if [ "$1" = single_task ]; then
@@ -551,13 +575,17 @@ schedule_config() {  # $1: overlay, $2: output
     ${python} -m espnet_pruning.bin.uslu_config --base "${train_config}" --overlay "$1" --output "$2"
 }
 
+# Algorithm 1 and random build level Q from level Q-1; PARP starts every level from θ0.
+per_round_method() { [ "${mask_method}" = imp_lth ] || [ "${mask_method}" = random ]; }
 find_masks_job() {  # $1: mask kind, $2: round, $3: log, $4: job command; the rest: more uslu_find_masks options
-    local kind=$1 round=$2 logf=$3 job_cmd=$4 _agnostic=""; shift 4
+    local kind=$1 round=$2 logf=$3 job_cmd=$4 _agnostic="" _before=0 _method=""; shift 4
     [ "${kind}" = task_agnostic ] && _agnostic="--task_agnostic"
+    per_round_method && _before=$((round - 1))
+    [ -n "${method_config}" ] && _method="--method_config ${method_config}"
     ${job_cmd} --num_threads "${train_threads}" --name "find_masks_${kind}_round${round}" "${logf}" \
         ${train_job_env} ${python} -m espnet_pruning.bin.uslu_find_masks \
         --round "${round}" --init_param "${theta0}" \
-        --mask_dir "$(masks_of "${kind}" $((round - 1)))" \
+        --mask_dir "$(masks_of "${kind}" "${_before}")" --mask_method "${mask_method}" ${_method} \
         --output_dir "$(round_dir "${kind}" "${round}")" --fraction "${prune_fraction}" \
         --strategy "${prune_strategy}" --seed "${prune_seed}" ${_agnostic} "$@" -- \
         --config "${find_dir}/train.yaml" $(common_train_opts) \
@@ -565,14 +593,20 @@ find_masks_job() {  # $1: mask kind, $2: round, $3: log, $4: job command; the re
 }
 
 if run_stage 10; then
-    log "Stage 10: Algorithm 1 (find masks) from θ0 = ${theta0}: ${max_level} rounds of p = ${prune_fraction}"
+    if per_round_method; then
+        _rounds=$(seq "${max_level}")
+        log "Stage 10: ${mask_method} (Algorithm 1) from θ0 = ${theta0}: ${max_level} rounds of p = ${prune_fraction}"
+    else
+        _rounds=${prune_levels}
+        log "Stage 10: ${mask_method} from θ0 = ${theta0} at levels ${prune_levels} (sparsity 1-(1-${prune_fraction})^Q)"
+    fi
     [ -f "${theta0}" ] || { log "ERROR: ${theta0}: θ0 not found (run stages 6-7 first)"; exit 1; }
     schedule_config "${find_masks_config}" "${find_dir}/train.yaml"
     _scope=""; [ -n "${scope_config}" ] && _scope="--scope_config ${scope_config}"
     for kind in ${mask_kinds}; do
         ${python} -m espnet_pruning.bin.uslu_masks init --train_config "${uslu_exp}/config.yaml" \
             --tasks $(test_tasks) ${_scope} --output "$(masks_of "${kind}" 0)"
-        for round in $(seq "${max_level}"); do
+        for round in ${_rounds}; do
             out=$(round_dir "${kind}" "${round}")
             if [ -f "${out}/masks/manifest.json" ]; then log "  ${out} done, skipped"; continue; fi
             mkdir -p "${out}"
@@ -601,13 +635,13 @@ fi
 
 if run_stage 11; then
     log "Stage 11: Algorithm 2 (masked training from θ0) at Q = ${prune_levels}: ${pruned_kinds}"
-    schedule_config "${masked_config}" "${expdir}/masked_train.yaml"
+    schedule_config "${masked_config}" "${method_dir}/masked_train.yaml"
     # Every system of every level is its own job, and so is each single_task model.
     for level in ${prune_levels}; do
         for kind in ${pruned_kinds}; do
             exp=$(pruned_exp "${kind}" "${level}")
             if [ "${kind}" != single_task ]; then
-                job_start "${exp}/train.log" train_uslu "${exp}" "${expdir}/masked_train.yaml" \
+                job_start "${exp}/train.log" train_uslu "${exp}" "${method_dir}/masked_train.yaml" \
                     --init_param "${theta0}" --mask_dir "$(masks_of "${kind}" "${level}")" ${train_args}
                 continue
             fi
@@ -629,7 +663,7 @@ if run_stage 11; then
                     --name "single_task_q${level}_${group}" "${exp}/train.${group}.log" \
                     ${train_job_env} ${python} -m espnet_pruning.bin.uslu_train_tasks \
                     --tasks ${_tasks} --output_dir "${exp}" -- \
-                    --config "${expdir}/masked_train.yaml" $(common_train_opts) \
+                    --config "${method_dir}/masked_train.yaml" $(common_train_opts) \
                     --init_param "${theta0}" --mask_dir "$(masks_of "${kind}" "${level}")" \
                     --ngpu "${ngpu}" --multiprocessing_distributed true ${train_args}
             done
@@ -652,7 +686,7 @@ if run_stage 12; then
             done
         done
     done
-    run_decode "${expdir}/pruned_decode_logs"
+    run_decode "${method_dir}/pruned_decode_logs"
 fi
 
 if run_stage 13; then
@@ -676,8 +710,8 @@ if run_stage 14; then
         done
     done
     ${python} -m espnet_pruning.bin.uslu_pruning_table --dense "${uslu_exp}" ${_opts} \
-        --json "${expdir}/pruning_table.json" --markdown "${expdir}/pruning_table.md" \
-        --table2_level "${max_level}" --table2_markdown "${expdir}/pruning_table2.md"
+        --json "${method_dir}/pruning_table.json" --markdown "${method_dir}/pruning_table.md" \
+        --table2_level "${max_level}" --table2_markdown "${method_dir}/pruning_table2.md"
 fi
 
 if run_stage 15; then
@@ -697,9 +731,9 @@ if run_stage 15; then
         done
         { echo "## Matched-pairs test: multi-task vs task-agnostic pruning"; echo
           ${python} -m espnet_pruning.bin.uslu_significance "${_pairs[@]}" \
-              --name_a multi-task --name_b task-agnostic --json "${expdir}/significance.json"
-        } > "${expdir}/significance.md.tmp"
-        mv "${expdir}/significance.md.tmp" "${expdir}/significance.md"
+              --name_a multi-task --name_b task-agnostic --json "${method_dir}/significance.json"
+        } > "${method_dir}/significance.md.tmp"
+        mv "${method_dir}/significance.md.tmp" "${method_dir}/significance.md"
     else
         log "Stage 15: no task_agnostic baseline (--prune_baselines), skipped"
     fi
@@ -711,10 +745,10 @@ if run_stage 16; then
         ${python} -m espnet_pruning.bin.uslu_plots "${fig}" --mask_dir "$(masks_of multi_task "${max_level}")" \
             --output "${figures_dir}/${fig}_q${max_level}.png"
     done
-    # Linked relative to ${expdir}/RESULTS.md.
+    # Linked relative to ${method_dir}/RESULTS.md.
     { echo "![task overlap, Q = ${max_level} (Figure 3)](figures/overlap_q${max_level}.png)"
       echo; echo "![sparsity per layer, Q = ${max_level}](figures/layers_q${max_level}.png)"
-    } > "${expdir}/mask_figures.md"
+    } > "${method_dir}/mask_figures.md"
 fi
 
 # ------------------------------------------------------- continual learning (17-20)
@@ -730,7 +764,7 @@ cl_system_names() {
         fi
     done
 }
-cl_exp() { echo "${expdir}/continual_$1/$2"; }   # $1: run, $2: system
+cl_exp() { echo "${method_dir}/continual_$1/$2"; }   # $1: run, $2: system
 cl_start_exp() {  # $1: system → the experiment it starts from (its step 0 was decoded there)
     case "$1" in masked_q*) pruned_exp multi_task "${1#masked_q}" ;; *) echo "${uslu_exp}" ;; esac
 }
@@ -747,9 +781,9 @@ cl_epochs() {  # $1: experiment dir → epochs with a checkpoint
 
 if run_stage 17; then
     log "Stage 17: continual learning: ${cl_names# } (systems: ${cl_systems})"
-    schedule_config "${cl_config}" "${expdir}/continual_train.yaml"
+    schedule_config "${cl_config}" "${method_dir}/continual_train.yaml"
     ${python} -m espnet_pruning.bin.uslu_config --base "${train_config}" --overlay "${cl_config}" \
-        --overlay "${cl_enc_linear_config}" --output "${expdir}/continual_train_enc_linear.yaml"
+        --overlay "${cl_enc_linear_config}" --output "${method_dir}/continual_train_enc_linear.yaml"
     # One job per run and system: they all start from models of stages 6/11.
     for name in ${cl_names}; do
         train_data_override="${cl_train[${name}]} ${cl_valid[${name}]} $(cl_stats_dir "${name}")"
@@ -757,11 +791,11 @@ if run_stage 17; then
             init=$(cl_start_model "${sys}")
             [ -f "${init}" ] || { log "ERROR: ${init}: start model of ${sys} not found (stages 6/11)"; exit 1; }
             opts=(--init_param "${init}" --train_tasks "${cl_task[${name}]}")
-            config="${expdir}/continual_train.yaml"
+            config="${method_dir}/continual_train.yaml"
             case "${sys}" in
                 masked_q*) opts+=(--mask_dir "$(cl_masks "${sys}")" --update_outside_mask freeze
                                   --unmasked_update "${cl_unmasked_update}") ;;
-                dense_enc_linear) config="${expdir}/continual_train_enc_linear.yaml" ;;
+                dense_enc_linear) config="${method_dir}/continual_train_enc_linear.yaml" ;;
             esac
             exp=$(cl_exp "${name}" "${sys}")
             job_start "${exp}/train.log" train_uslu "${exp}" "${config}" "${opts[@]}" ${train_args}
@@ -784,7 +818,7 @@ if run_stage 18; then
             done
         done
     done
-    run_decode "${expdir}/continual_decode_logs"
+    run_decode "${method_dir}/continual_decode_logs"
 fi
 
 if run_stage 19; then
@@ -811,24 +845,24 @@ if run_stage 20; then
         for sys in $(cl_system_names); do
             _sys+=" --system ${sys}:$(cl_start_exp "${sys}"):$(cl_exp "${name}" "${sys}")"
         done
-        # The figure is linked relative to ${expdir}/RESULTS.md, which includes the report.
+        # The figure is linked relative to ${method_dir}/RESULTS.md, which includes the report.
         ${python} -m espnet_pruning.bin.uslu_continual_report --name "${name}" \
             --task "${cl_task[${name}]}" --new_data "${cl_train[${name}]}" ${_sets} ${_sys} \
-            --out_dir "${expdir}/continual_${name}" \
+            --out_dir "${method_dir}/continual_${name}" \
             --figure "${figures_dir}/continual_${name}.png" \
             --figure_link "figures/continual_${name}.png"
     done
 fi
 
 # ------------------------------------------------------- results and shipping (21-22)
-# The sections of ${expdir}/RESULTS.md in order; those not written (stages skipped) are left out.
+# The sections of ${method_dir}/RESULTS.md in order; those not written (stages skipped) are left out.
 results_sections() {
     local name
     echo "${uslu_exp}/RESULTS.md"
-    echo "${expdir}/pruning_table.md" "${expdir}/pruning_table2.md"
-    has_baseline task_agnostic && echo "${expdir}/significance.md"
-    echo "${expdir}/mask_figures.md"
-    for name in ${cl_names}; do echo "${expdir}/continual_${name}/report.md"; done
+    echo "${method_dir}/pruning_table.md" "${method_dir}/pruning_table2.md"
+    has_baseline task_agnostic && echo "${method_dir}/significance.md"
+    echo "${method_dir}/mask_figures.md"
+    for name in ${cl_names}; do echo "${method_dir}/continual_${name}/report.md"; done
     return 0
 }
 assemble_results() {  # $1: output; the one place that writes a run's RESULTS.md
@@ -843,17 +877,17 @@ assemble_results() {  # $1: output; the one place that writes a run's RESULTS.md
 }
 
 if run_stage 21; then
-    log "Stage 21: ${expdir}/RESULTS.md"
-    assemble_results "${expdir}/RESULTS.md"
+    log "Stage 21: ${method_dir}/RESULTS.md"
+    assemble_results "${method_dir}/RESULTS.md"
 fi
 
 if run_stage 22; then
     log "Stage 22: packing the multi_task pruned systems"
     _opts=""
-    [ -f "${expdir}/RESULTS.md" ] && _opts+=" --option ${expdir}/RESULTS.md"
+    [ -f "${method_dir}/RESULTS.md" ] && _opts+=" --option ${method_dir}/RESULTS.md"
     [ -d "${figures_dir}" ] && _opts+=" --option ${figures_dir}"
     for level in ${prune_levels}; do
-        _zip="${expdir}/packed/uslu_multi_task_q${level}.zip"
+        _zip="${method_dir}/packed/uslu_multi_task_q${level}.zip"
         if [ -f "${_zip}" ]; then log "  ${_zip} done, skipped"; continue; fi
         ${python} -m espnet_pruning.bin.uslu_pack \
             --train_config "$(pruned_exp multi_task "${level}")/config.yaml" \

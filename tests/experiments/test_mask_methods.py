@@ -1,0 +1,144 @@
+"""The mask-method registry and ``uslu_find_masks --mask_method`` on a tiny model."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from tiny import train_args, write_train_config
+
+from espnet_pruning.bin.uslu_find_masks import main
+from espnet_pruning.errors import InputError
+from espnet_pruning.experiments.mask_methods import (
+    MASK_METHODS,
+    level_sparsity,
+    parp_hparams,
+)
+from espnet_pruning.pruning.masks import MaskSet
+from espnet_pruning.pruning.scope import PruningScope
+from espnet_pruning.pruning.select import num_to_prune
+from espnet_pruning.pruning.storage import load_masks, save_masks
+from espnet_pruning.tasks.uslu import USLUTask
+
+TASKS = ["asr_librispeech", "er_iemocap"]
+
+
+def test_levels_are_the_sparsities_of_algorithm_1():
+    assert [level_sparsity(0.2, q) for q in (1, 2, 3, 5)] == [0.2, 0.36, 0.488, 0.67232]
+    with pytest.raises(ValueError, match="level"):
+        level_sparsity(0.2, 0)
+
+
+def test_parp_options_come_from_the_level_and_the_method_config():
+    hp = parp_hparams("parp", 0.2, 2, "round", {"reprune_interval": 3})
+    assert (hp.target_sparsity, hp.schedule, hp.reprune_interval) == (0.36, "", 3)
+    hp = parp_hparams("parp_p", 0.2, 2, "ceil", {})
+    assert (hp.target_sparsity, hp.schedule, hp.rounding) == (0.36, "0.2,0.36", "ceil")
+    with pytest.raises(InputError, match=r"key\(s\) \['target_sparsity'\] not allowed"):
+        parp_hparams("parp", 0.2, 2, "round", {"target_sparsity": 0.5})
+    with pytest.raises(InputError, match="parp config: reprune_interval"):
+        parp_hparams("parp", 0.2, 2, "round", {"reprune_interval": 0})
+
+
+def test_every_registered_method_cites_its_spec():
+    root = Path(__file__).resolve().parents[2]
+    assert sorted(MASK_METHODS) == ["imp_lth", "parp", "parp_p", "random"]
+    for method in MASK_METHODS.values():
+        page, section = method.spec.split(" §")
+        text = (root / page).read_text(encoding="utf-8")
+        assert f"\n## {section.split('.')[0]}. " in text or f"### {section} " in text
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_data, tiny_trained, tmp_path_factory):
+    root = tmp_path_factory.mktemp("methods")
+    config = write_train_config(
+        root / "find.yaml",
+        max_epoch=2,
+        iterator_type="task",
+        task_block_size=0,
+        optim="adam",
+        optim_conf=dict(lr=0.01),
+    )
+    model, _ = USLUTask.build_model_from_file(tiny_trained / "config.yaml", None)
+    scope = PruningScope(include_token_embedding=False)
+    save_masks(MaskSet.from_model(model, scope, TASKS), root / "round0")
+    args = train_args(tiny_data, Path("unused"), config, tiny_data / "tokens.txt")
+    i = args.index("--output_dir")
+    return dict(
+        root=root,
+        args=args[:i] + args[i + 2 :],
+        theta0=tiny_trained / "valid.loss.best.pth",
+    )
+
+
+def _find(setup, out, *options):
+    main(
+        [
+            "--init_param",
+            str(setup["theta0"]),
+            "--mask_dir",
+            str(setup["root"] / "round0"),
+            "--output_dir",
+            str(out),
+            *options,
+            "--",
+            *setup["args"],
+        ]
+    )
+
+
+def test_parp_p_at_level_2_rises_to_36_percent(setup, tmp_path):
+    conf = tmp_path / "parp_p.yaml"
+    conf.write_text("reprune_interval: 1\nscope: global\n")
+    out = tmp_path / "round2"
+    _find(
+        setup,
+        out,
+        "--round",
+        "2",
+        "--mask_method",
+        "parp_p",
+        "--method_config",
+        str(conf),
+    )
+    masks = load_masks(out / "masks")
+    n = masks.numel()
+    for task in TASKS:
+        assert masks.kept(task) == n - num_to_prune(n, 0.36)
+    log = json.loads((out / "parp.json").read_text())
+    assert (log["schedule"], log["target_sparsity"]) == ("0.2,0.36", 0.36)
+
+
+def test_random_is_algorithm_1_with_random_masks(setup, tmp_path):
+    out = tmp_path / "round1"
+    _find(
+        setup, out, "--round", "1", "--mask_method", "random", "--tasks", "er_iemocap"
+    )
+    masks = load_masks(out / "er_iemocap" / "masks")
+    # Random masks keep layer-wise counts (global magnitude would not).
+    for name, kept in masks.kept_per_tensor("er_iemocap").items():
+        size = masks.shapes[name]
+        numel = math.prod(size)
+        assert kept == numel - num_to_prune(numel, 0.2)
+    assert not (out / "masks").exists()  # one task's job: the merge comes later
+
+
+def test_a_bad_method_config_is_one_error_line(setup, tmp_path, capsys):
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("sparsity: 0.5\n")
+    with pytest.raises(SystemExit) as e:
+        _find(
+            setup,
+            tmp_path / "x",
+            "--round",
+            "1",
+            "--mask_method",
+            "parp",
+            "--method_config",
+            str(conf),
+        )
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("ERROR: parp config: key(s) ['sparsity'] not allowed")
+    assert "Traceback" not in "\n".join(err)
