@@ -52,9 +52,12 @@ class Hparams:
             choices = field.metadata.get("choices")
             default = field.default
             if field.type in (bool, "bool"):
+                # A flag that defaults to on needs its --no- form to be turned off.
                 target.add_argument(
                     f"--{field.name}",
-                    action="store_true",
+                    action=(
+                        argparse.BooleanOptionalAction if default else "store_true"
+                    ),
                     default=default,
                     help=help_text,
                 )

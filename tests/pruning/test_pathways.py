@@ -585,5 +585,9 @@ def test_hparams_defaults_and_command_line():
     )
     hp = DynamicPathwaysHparams.from_args(args)
     assert hp.unit_shape == (4, 2) and hp.prune_interval == 80
+    assert hp.residual  # on by default, off with its --no- form (ASR Pathways)
+    assert not DynamicPathwaysHparams.from_args(
+        parser.parse_args(["--no-residual"])
+    ).residual
     with pytest.raises(SystemExit):
         parser.parse_args(["--scope", "local"])
