@@ -48,6 +48,10 @@
 #                                 exp/packed/uslu_multi_task_q<Q>.zip; decode it with
 #                                 Speech2Text.from_pretrained(zip, task=...) (--skip_packing true
 #                                 skips it)
+#  23  methods compared           --compare_methods "imp_lth parp ...": one table of every method's
+#                                 multi_task systems (Param%, metrics, overlap, forgetting) and the
+#                                 matched-pairs test of each against imp_lth → exp/methods_table.md,
+#                                 exp/methods_significance.md (run each method first)
 # With --mask_method other than imp_lth, stages 10-22 write into exp/<method>/ (its own
 # RESULTS.md and figures/); the dense stages 1-9 are shared.
 # Option strings (${train_args}, $(common_train_opts), ...) are split into words on purpose.
@@ -63,7 +67,7 @@ SECONDS=0
 
 # General configuration
 stage=1                  # First stage to run.
-stop_stage=22            # Last stage to run.
+stop_stage=23            # Last stage to run.
 skip_stages=""           # Stages not to run, e.g. "15 16".
 skip_pruning=false       # Skip the pruning stages (10-16).
 skip_continual=false     # Skip continual learning (its statistics and stages 17-20).
@@ -111,6 +115,7 @@ prune_strategy=global_magnitude     # Weights to prune: global_magnitude (paper)
 prune_seed=0             # Seed of Algorithm 1's task order.
 mask_method=imp_lth      # How stage 10 finds masks: imp_lth (Algorithm 1), random, parp, parp_p.
 method_config=""         # YAML of the method's own options (default: conf/mask_methods/<method>.yaml if present).
+compare_methods=""       # Stage 23: mask methods whose finished runs are compared, e.g. "imp_lth parp".
 prune_baselines="single_task task_agnostic"   # Table 1 baselines run besides multi_task.
 find_masks_config=conf/find_masks.yaml        # Algorithm 1's schedule (overlay on --train_config).
 masked_config=conf/train_masked.yaml          # Algorithm 2's schedule (overlay on --train_config).
@@ -191,6 +196,8 @@ Options:
                              # Other than imp_lth, stages 10-22 write into \${expdir}/<method>/.
     --method_config          # YAML of the method's own options, e.g. PARP's reprune_interval
                              # (default: conf/mask_methods/<method>.yaml if present).
+    --compare_methods        # Stage 23: methods whose finished runs are compared, e.g. "imp_lth parp"
+                             # (default="${compare_methods}": stage 23 skipped).
     --prune_baselines        # Of "single_task task_agnostic": Table 1 baselines run besides multi_task
                              # (default="${prune_baselines}").
     --find_masks_config      # Algorithm 1's schedule, overlay on --train_config (default="${find_masks_config}").
@@ -287,11 +294,15 @@ if [ -z "${tag}" ]; then tag=$(basename "${train_config}" .yaml); fi
 uslu_exp="${expdir}/uslu_${tag}"
 # A mask method's pruning results (stages 10-22) and their RESULTS.md; Algorithm 1's are the
 # recipe's main results in ${expdir} itself.
-case "${mask_method}" in
-    imp_lth) method_dir="${expdir}" ;;
-    random|parp|parp_p) method_dir="${expdir}/${mask_method}" ;;
-    *) log "ERROR: --mask_method ${mask_method}: use imp_lth, random, parp or parp_p"; exit 1 ;;
-esac
+method_dir_of() {  # $1: mask method → its result directory
+    case "$1" in
+        imp_lth) echo "${expdir}" ;;
+        random|parp|parp_p) echo "${expdir}/$1" ;;
+        *) log "ERROR: mask method $1: use imp_lth, random, parp or parp_p"; return 1 ;;
+    esac
+}
+method_dir=$(method_dir_of "${mask_method}") || exit 1
+for m in ${compare_methods}; do method_dir_of "${m}" > /dev/null || exit 1; done
 if [ -z "${method_config}" ] && [ -f "conf/mask_methods/${mask_method}.yaml" ]; then
     method_config="conf/mask_methods/${mask_method}.yaml"
 fi
@@ -894,6 +905,39 @@ if run_stage 22; then
             --model_file "$(pruned_exp multi_task "${level}")/${masked_inference_model}" \
             --mask_dir "$(masks_of multi_task "${level}")" ${_opts} --outpath "${_zip}"
     done
+fi
+
+if run_stage 23; then
+    if [ -z "${compare_methods}" ]; then
+        log "Stage 23: no --compare_methods, skipped"
+    else
+        log "Stage 23: mask methods compared: ${compare_methods}"
+        _opts=""
+        for m in ${compare_methods}; do _opts+=" --method ${m}:$(method_dir_of "${m}")"; done
+        for name in ${cl_names}; do _opts+=" --cl_run ${name}"; done
+        ${python} -m espnet_pruning.bin.uslu_methods_table ${_opts} \
+            --json "${expdir}/methods_table.json" --markdown "${expdir}/methods_table.md"
+        # Matched-pairs test (MAPSSWE) of every other method's multi_task systems against imp_lth's.
+        for m in ${compare_methods}; do
+            [ "${m}" = imp_lth ] && continue
+            _pairs=()
+            for level in ${prune_levels}; do
+                for dset in ${test_sets}; do
+                    task=$(check_single_task "${dset}")
+                    metric=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
+                    case "${metric}" in wer|accuracy) ;; *) continue ;; esac
+                    _hyp_a="$(method_dir_of imp_lth)/uslu_multi_task_q${level}/decode_${dset}/1best_recog/text"
+                    _hyp_b="$(method_dir_of "${m}")/uslu_multi_task_q${level}/decode_${dset}/1best_recog/text"
+                    _pairs+=(--pair "Q=${level} ${task}:${metric}:${dumpdir}/raw/${dset}/text:${_hyp_a}:${_hyp_b}")
+                done
+            done
+            { echo "## Matched-pairs test: imp_lth vs ${m} (multi-task)"; echo
+              ${python} -m espnet_pruning.bin.uslu_significance "${_pairs[@]}" \
+                  --name_a imp_lth --name_b "${m}" --json "${expdir}/methods_significance_${m}.json"
+            } > "${expdir}/methods_significance_${m}.md.tmp"
+            mv "${expdir}/methods_significance_${m}.md.tmp" "${expdir}/methods_significance_${m}.md"
+        done
+    fi
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"
