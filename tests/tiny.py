@@ -166,3 +166,24 @@ def masked_model_args(exp: Path, masks: Path) -> List[str]:
         "--mask_dir",
         str(masks),
     ]
+
+
+def driver_train_args(data_root: Path, config: Path) -> List[str]:
+    """``uslu_train`` options of a tiny run without ``--output_dir`` (drivers set it)."""
+    args = train_args(data_root, Path("unused"), config, data_root / "tokens.txt")
+    i = args.index("--output_dir")
+    return args[:i] + args[i + 2 :]
+
+
+def task_run_config(path: Path, max_epoch: int = 2, **overrides) -> Path:
+    """The config of a mask method's runs from θ0: one task's batches at a time (the
+    task iterator, a block = the task's data), Adam at 0.01, ``max_epoch`` epochs."""
+    return write_train_config(
+        path,
+        max_epoch=max_epoch,
+        iterator_type="task",
+        task_block_size=0,
+        optim="adam",
+        optim_conf=dict(lr=0.01),
+        **overrides,
+    )

@@ -29,7 +29,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -121,6 +121,74 @@ def write_mask_report(masks: MaskSet, directory: Path) -> None:
     atomic_write_text(directory / "report.txt", format_report(report))
 
 
+#: One training run of a mask finder: its directory name and the tasks given its mask.
+Run = Tuple[str, List[str]]
+
+
+@typechecked
+def task_runs(
+    tasks: Sequence[str],
+    task_agnostic: bool,
+    only_tasks: Optional[Sequence[str]],
+    mask_dir: Path,
+) -> List[Run]:
+    """One run per task, or one task-agnostic run for all; ``only_tasks`` selects.
+
+    Raises:
+        InputError: ``only_tasks`` names no separate run.
+    """
+    runs = [(AGNOSTIC, list(tasks))] if task_agnostic else [(t, [t]) for t in tasks]
+    if only_tasks is not None:
+        unknown = sorted(set(only_tasks) - {r for r, _ in runs})
+        if unknown:
+            raise InputError(f"{mask_dir}: no separate run of task(s) {unknown}")
+        runs = [r for r in runs if r[0] in only_tasks]
+    return runs
+
+
+@typechecked
+def train_and_prune(
+    runs: Sequence[Run],
+    output_dir: Path,
+    mask_dir: Path,
+    args_of: Callable[[List[str]], List[str]],
+    prune_run: Callable[[MaskSet, List[str], Path], MaskSet],
+) -> None:
+    """Train every run (skipped when done, resumed when interrupted), then give its
+    tasks the masks ``prune_run`` takes from its final weights → ``<run>/masks``.
+
+    Args:
+        runs: The runs.
+        output_dir: Their parent directory.
+        mask_dir: The mask set each run's result starts from.
+        args_of: The run's ``uslu_train`` options from its tasks.
+        prune_run: ``(mask set, tasks, final checkpoint) -> mask set with those tasks'
+            new masks``.
+    """
+    for name, tasks in runs:
+        run_dir = output_dir / name
+        pruned = run_dir / "masks"
+        if (pruned / "manifest.json").is_file():
+            continue
+        run_training(args_of(list(tasks)), run_dir)
+        result = prune_run(load_masks(mask_dir), list(tasks), final_checkpoint(run_dir))
+        save_masks(result, pruned)
+        logging.info(
+            f"{pruned}: {name} keeps {result.kept(tasks[0])} of {result.numel()} "
+            f"({100 * result.density(tasks[0]):.2f} %)"
+        )
+
+
+@typechecked
+def merge_runs(masks: MaskSet, runs: Sequence[Run], output_dir: Path) -> MaskSet:
+    """Every run's tasks' masks from ``<run>/masks`` into ``masks`` (in place)."""
+    for name, tasks in runs:
+        found = load_masks(output_dir / name / "masks")
+        for task in tasks:
+            masks.set_mask(task, found.mask(task))
+    return masks
+
+
 @typechecked
 def find_masks_round(
     init_param: Path,
@@ -157,21 +225,13 @@ def find_masks_round(
     check_train_args(train_args, RESERVED)
     masks = load_masks(mask_dir)
     order = task_order(list(masks.tasks), hparams.seed, round_index)
-    runs = [(AGNOSTIC, order)] if hparams.task_agnostic else [(t, [t]) for t in order]
-    if only_tasks is not None:
-        unknown = sorted(set(only_tasks) - {r for r, _ in runs})
-        if unknown:
-            raise InputError(f"{mask_dir}: no separate run of task(s) {unknown}")
-        runs = [r for r in runs if r[0] in only_tasks]
+    runs = task_runs(order, hparams.task_agnostic, only_tasks, mask_dir)
     logging.info(
         f"Algorithm 1 round {round_index}: {', '.join(r for r, _ in runs)} "
         f"(p = {hparams.fraction}, {hparams.strategy}) from {mask_dir}"
     )
-    for name, tasks in runs:
-        run_dir = output_dir / name
-        pruned = run_dir / "masks"
-        if (pruned / "manifest.json").is_file():
-            continue
+
+    def args_of(tasks: List[str]) -> List[str]:
         args = [
             *train_args,
             "--init_param",
@@ -182,22 +242,15 @@ def find_masks_round(
         # Task-agnostic: shuffled batches of all the mask set's tasks, not task blocks.
         if hparams.task_agnostic:
             args += ["--iterator_type", "sequence"]
-        args += ["--train_tasks", *tasks]
-        run_training(args, run_dir)
-        result = prune_tasks(
-            load_masks(mask_dir), tasks, final_checkpoint(run_dir), hparams.pruning()
-        )
-        save_masks(result, pruned)
-        logging.info(
-            f"{pruned}: {name} keeps {result.kept(tasks[0])} of {result.numel()} "
-            f"({100 * result.density(tasks[0]):.2f} %)"
-        )
+        return args + ["--train_tasks", *tasks]
+
+    def prune_run(before: MaskSet, tasks: List[str], checkpoint: Path) -> MaskSet:
+        return prune_tasks(before, tasks, checkpoint, hparams.pruning())
+
+    train_and_prune(runs, output_dir, mask_dir, args_of, prune_run)
     if only_tasks is not None:
         return None
-    for name, tasks in runs:
-        pruned = load_masks(output_dir / name / "masks")
-        for task in tasks:
-            masks.set_mask(task, pruned.mask(task))
+    merge_runs(masks, runs, output_dir)
     write_mask_report(masks, output_dir)
     atomic_write_text(
         output_dir / "find_masks.json",

@@ -13,6 +13,8 @@ method             what it is                                                  r
 ``random``         Algorithm 1's schedule with random instead of magnitude      per round
 ``parp``           PARP at the level's sparsity, one run per task from θ0       per level
 ``parp_p``         PARP-P: rises through the sparsities of levels 1..Q          per level
+``s3_router``      S3-Router: scores over frozen θ0, ORI, FFN, per tensor       per level
+``s3_router_p``    S3-Router-P: WMI, FFN and attention (θ0 is fine-tuned)       per level
 =================  ==========================================================  ===========
 
 Per-round methods need level Q − 1's masks; per-level methods start from θ0 (their
@@ -29,7 +31,9 @@ from typeguard import typechecked
 from espnet_pruning.errors import InputError
 from espnet_pruning.experiments.find_masks import FindMasksHparams, find_masks_round
 from espnet_pruning.experiments.parp_masks import find_parp_masks
+from espnet_pruning.experiments.s3_router_masks import find_s3_router_masks
 from espnet_pruning.pruning.parp import ParpHparams
+from espnet_pruning.pruning.s3_router import S3RouterHparams
 
 
 @dataclass(frozen=True)
@@ -76,11 +80,27 @@ MASK_METHODS: Dict[str, MaskMethod] = {
             "docs/methods.md §4",
             False,
         ),
+        MaskMethod(
+            "s3_router",
+            "S3-Router: per-task top-k scores over frozen θ0 (ORI, FFN only)",
+            "docs/methods.md §5",
+            False,
+        ),
+        MaskMethod(
+            "s3_router_p",
+            "S3-Router-P: scores over frozen θ0 (WMI, FFN and attention)",
+            "docs/methods.md §5",
+            False,
+        ),
     )
 }
 
-#: Method options a recipe's method config may not set (the level decides them).
-_PARP_BY_LEVEL = ("target_sparsity", "schedule", "rounding")
+#: S3-Router's defaults per method (paper 004 §4.1 and §5; docs/methods.md §5); the
+#: method config may override them, the level sets ``keep_ratio``.
+_S3_DEFAULTS = {
+    "s3_router": dict(modules="ffn", init="ori", scope="per_tensor"),
+    "s3_router_p": dict(modules="both", init="wmi", scope="per_tensor"),
+}
 
 
 @typechecked
@@ -94,6 +114,27 @@ def level_sparsity(fraction: float, level: int) -> float:
     if level < 1:
         raise ValueError(f"level must be >= 1, got {level}")
     return float(1 - (1 - Fraction(repr(float(fraction)))) ** level)
+
+
+def _hparams_at_level(
+    cls: type, method: str, conf: Mapping[str, Any], by_level: Mapping[str, Any]
+):
+    """``cls(**conf, **by_level)``: a method config may not set what the level sets.
+
+    Raises:
+        InputError: A key the config may not set or does not know, or a bad value.
+    """
+    known = {f.name for f in fields(cls)} - set(by_level)
+    bad = sorted(set(conf) - known)
+    if bad:
+        raise InputError(
+            f"{method} config: key(s) {bad} not allowed (the level sets "
+            f"{sorted(by_level)}); allowed: {sorted(known)}"
+        )
+    try:
+        return cls(**conf, **by_level)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{method} config: {e}") from None
 
 
 @typechecked
@@ -112,21 +153,40 @@ def parp_hparams(
         >>> parp_hparams("parp_p", 0.2, 3, "round", {"reprune_interval": 2}).schedule
         '0.2,0.36,0.488'
     """
-    known = {f.name for f in fields(ParpHparams)} - set(_PARP_BY_LEVEL)
-    bad = sorted(set(conf) - known)
-    if bad:
-        raise InputError(
-            f"{method} config: key(s) {bad} not allowed (the level sets "
-            f"{list(_PARP_BY_LEVEL)}); allowed: {sorted(known)}"
-        )
     stages = [level_sparsity(fraction, q) for q in range(1, level + 1)]
     schedule = ",".join(repr(s) for s in stages) if method == "parp_p" else ""
-    try:
-        return ParpHparams(
-            **conf, target_sparsity=stages[-1], schedule=schedule, rounding=rounding
-        )
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{method} config: {e}") from None
+    return _hparams_at_level(
+        ParpHparams,
+        method,
+        conf,
+        dict(target_sparsity=stages[-1], schedule=schedule, rounding=rounding),
+    )
+
+
+@typechecked
+def s3_router_hparams(
+    method: str, fraction: float, level: int, conf: Mapping[str, Any]
+) -> S3RouterHparams:
+    """S3-Router's hyperparameters at a level: defaults, method config, level.
+
+    The kept fraction is ``1 − level_sparsity(p, Q)`` (exact decimal) of the routed
+    weights.
+
+    Raises:
+        InputError: ``keep_ratio`` or an unknown key in the config, or a bad value.
+
+    Examples:
+        >>> hp = s3_router_hparams("s3_router_p", 0.2, 2, {"seed": 3})
+        >>> (hp.keep_ratio, hp.modules, hp.init, hp.seed)
+        (0.64, 'both', 'wmi', 3)
+    """
+    sparsity = Fraction(repr(level_sparsity(fraction, level)))
+    return _hparams_at_level(
+        S3RouterHparams,
+        method,
+        {**_S3_DEFAULTS[method], **conf},
+        dict(keep_ratio=float(1 - sparsity)),
+    )
 
 
 @typechecked
@@ -153,7 +213,8 @@ def find_level_masks(
         find_hparams: Algorithm 1's hyperparameters (p, strategy, rounding, seed,
             task-agnostic); p and rounding also set PARP's sparsity.
         level: Q, 1-based.
-        method_conf: The method's own options (PARP: ``reprune_interval``, ``scope``).
+        method_conf: The method's own options (PARP: ``reprune_interval``, ``scope``;
+            S3-Router: :class:`S3RouterHparams` fields but ``keep_ratio``).
         only_tasks: Run only these tasks; a later call without them merges.
 
     Returns:
@@ -182,6 +243,16 @@ def find_level_masks(
             find_hparams,
             level,
             only_tasks=only_tasks,
+        )
+    if method in _S3_DEFAULTS:
+        return find_s3_router_masks(
+            init_param,
+            mask_dir,
+            output_dir,
+            train_args,
+            s3_router_hparams(method, find_hparams.fraction, level, conf),
+            only_tasks=only_tasks,
+            task_agnostic=find_hparams.task_agnostic,
         )
     hparams = parp_hparams(
         method, find_hparams.fraction, level, find_hparams.rounding, conf

@@ -28,13 +28,13 @@ from typing import List, Optional, Sequence
 import torch
 from typeguard import typechecked
 
-from espnet_pruning.errors import InputError
-from espnet_pruning.experiments.find_masks import AGNOSTIC, write_mask_report
-from espnet_pruning.experiments.runs import (
-    check_train_args,
-    final_checkpoint,
-    run_training,
+from espnet_pruning.experiments.find_masks import (
+    merge_runs,
+    task_runs,
+    train_and_prune,
+    write_mask_report,
 )
+from espnet_pruning.experiments.runs import check_train_args
 from espnet_pruning.fileio import atomic_write_text
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.parp import ParpHparams, magnitude_mask
@@ -110,46 +110,31 @@ def find_parp_masks(
         return out
     check_train_args(train_args, RESERVED)
     masks = load_masks(mask_dir)
-    tasks = sorted(masks.tasks)
-    runs = [(AGNOSTIC, tasks)] if task_agnostic else [(t, [t]) for t in tasks]
-    if only_tasks is not None:
-        unknown = sorted(set(only_tasks) - {r for r, _ in runs})
-        if unknown:
-            raise InputError(f"{mask_dir}: no separate run of task(s) {unknown}")
-        runs = [r for r in runs if r[0] in only_tasks]
+    runs = task_runs(sorted(masks.tasks), task_agnostic, only_tasks, mask_dir)
     scope = masks.scope if masks.scope is not None else PruningScope()
     conf = {**asdict(hparams), "pruning_scope": scope.to_dict()}
     logging.info(
-        f"PARP: {', '.join(r for r, _ in runs)} at {100 * hparams.target_sparsity:g} % sparsity "
+        f"PARP: {', '.join(r for r, _ in runs)} at "
+        f"{100 * hparams.target_sparsity:g} % sparsity "
         f"(re-prune every {hparams.reprune_interval} epoch(s)"
         + (f", schedule {hparams.schedule}" if hparams.schedule else "")
         + ")"
     )
-    for name, run_tasks in runs:
-        run_dir = output_dir / name
-        pruned = run_dir / "masks"
-        if (pruned / "manifest.json").is_file():
-            continue
+
+    def args_of(tasks: List[str]) -> List[str]:
         args = [*train_args, "--init_param", str(init_param)]
         # Task-agnostic: shuffled batches of all tasks, as Algorithm 1's baseline.
         if task_agnostic:
             args += ["--iterator_type", "sequence"]
-        args += ["--train_tasks", *run_tasks, "--parp_conf", json.dumps(conf)]
-        run_training(args, run_dir)
-        result = parp_mask(
-            load_masks(mask_dir), list(run_tasks), final_checkpoint(run_dir), hparams
-        )
-        save_masks(result, pruned)
-        logging.info(
-            f"{pruned}: {name} keeps {result.kept(run_tasks[0])} of "
-            f"{result.numel()} ({100 * result.density(run_tasks[0]):.2f} %)"
-        )
+        return args + ["--train_tasks", *tasks, "--parp_conf", json.dumps(conf)]
+
+    def prune_run(before: MaskSet, tasks: List[str], checkpoint: Path) -> MaskSet:
+        return parp_mask(before, tasks, checkpoint, hparams)
+
+    train_and_prune(runs, output_dir, mask_dir, args_of, prune_run)
     if only_tasks is not None:
         return None
-    for name, run_tasks in runs:
-        found = load_masks(output_dir / name / "masks")
-        for task in run_tasks:
-            masks.set_mask(task, found.mask(task))
+    merge_runs(masks, runs, output_dir)
     write_mask_report(masks, output_dir)
     atomic_write_text(
         output_dir / "parp.json",

@@ -18,6 +18,7 @@ from espnet2.torch_utils.initialize import initialize
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
@@ -26,6 +27,12 @@ from espnet_pruning.fileio import read_kaldi_map, read_yaml
 from espnet_pruning.pruning.storage import load_masks
 from espnet_pruning.specifiers import TaskRegistry
 from espnet_pruning.train.masked_training import MaskedTraining
+from espnet_pruning.train.s3_router_training import (
+    S3RouterConfError,
+    TaskScoreRouter,
+    freeze_for_routing,
+    parse_s3_router_conf,
+)
 from espnet_pruning.train.task_schedule import (
     TaskBlockSampler,
     TaskScheduleError,
@@ -124,6 +131,15 @@ class USLUTask(AbsTask):
             help="train only parameters whose name fully matches one of these regular "
             "expressions (the rest get requires_grad=False and stay bit-identical); "
             "e.g. the encoder's linear layers for the continual-learning baseline",
+        )
+        group = parser.add_argument_group("S3-Router (per-task scores, frozen weights)")
+        group.add_argument(
+            "--s3_router_conf",
+            action=NestedDictAction,
+            default=dict(),
+            help="learn per-task top-k scores over frozen weights (keys: keep_ratio, "
+            "modules, init, scope, seed, init_scale, pruning_scope, tasks (default: "
+            "--train_tasks), train_unrouted); empty: off",
         )
         group = parser.add_argument_group(
             "Per-task batch schedule (--iterator_type task)"
@@ -381,7 +397,54 @@ class USLUTask(AbsTask):
             model.masked_training = cls.build_masked_training(args, model)
         if getattr(args, "update_only", None):
             cls.restrict_trainable(model, args.update_only)
+        if getattr(args, "s3_router_conf", None):
+            cls.attach_score_router(args, model)
         return model
+
+    @classmethod
+    def attach_score_router(
+        cls, args: argparse.Namespace, model: ESPnetUSLUModel
+    ) -> TaskScoreRouter:
+        """Give the model ``--s3_router_conf``'s score router and freeze its weights.
+
+        The resolved task list is written back into ``args.s3_router_conf`` (and so
+        into ``config.yaml``), so a model built from the config has the same scores
+        whatever its ``--train_tasks``. The scores get their initial values at the
+        first forward pass (:mod:`espnet_pruning.train.s3_router_training`).
+
+        Raises:
+            S3RouterConfError: A bad conf, unknown tasks, or an exclusive option set
+                (``--mask_dir``, ``--update_only``, ``--parp_conf``).
+        """
+        conf = parse_s3_router_conf(args.s3_router_conf)
+        for option in ("mask_dir", "update_only", "parp_conf"):
+            if getattr(args, option, None):
+                raise S3RouterConfError(
+                    f"--s3_router_conf and --{option} exclude each other"
+                )
+        train_tasks = getattr(args, "train_tasks", None)
+        tasks = list(conf.tasks or train_tasks or model.task_names)
+        unknown = sorted(set(tasks) - set(model.task_names))
+        if unknown:
+            raise S3RouterConfError(
+                f"s3_router_conf: tasks {unknown} are not tasks of the model "
+                f"({', '.join(model.task_names)})"
+            )
+        args.s3_router_conf = {**args.s3_router_conf, "tasks": tasks}
+        router = TaskScoreRouter(conf.hparams, conf.pruning_scope, conf.train_unrouted)
+        try:
+            for task in tasks:
+                router.add_task(task, model)
+        except ValueError as e:
+            raise S3RouterConfError(f"s3_router_conf: {e}") from None
+        model.attach_score_router(router)
+        trained = list(train_tasks or tasks)
+        freeze_for_routing(model, router, trained)
+        if len(trained) > 1 and not getattr(args, "unused_parameters", True):
+            # A batch of one task leaves the other tasks' scores without gradient.
+            args.unused_parameters = True
+            logging.info("S3-Router: --unused_parameters true (one task per batch)")
+        return router
 
     @classmethod
     def build_masked_training(
@@ -454,7 +517,8 @@ class USLUTask(AbsTask):
     def build_unmasked_model(
         cls, config_file: Path
     ) -> Tuple[ESPnetUSLUModel, argparse.Namespace]:
-        """The model a training config builds, without its ``--mask_dir`` masks.
+        """The model a training config builds, without its ``--mask_dir`` masks (and
+        without ``--s3_router_conf``'s scores).
 
         For checking a mask set against the model (names, shapes, parameter count):
         the config's own masks may be the ones under test. The weights are the
@@ -468,7 +532,9 @@ class USLUTask(AbsTask):
         conf = read_yaml(config_file)
         if not isinstance(conf, dict):
             raise DataError(f"{config_file}: not a training config (a YAML mapping)")
-        args = argparse.Namespace(**dict(conf, mask_dir=None, update_only=None))
+        args = argparse.Namespace(
+            **dict(conf, mask_dir=None, update_only=None, s3_router_conf=None)
+        )
         return cls.build_model(args), args
 
     @staticmethod

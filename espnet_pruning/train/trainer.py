@@ -12,7 +12,10 @@ saved checkpoints, which changes identical fp32 values by an ulp
 is repaired with
 :func:`~espnet_pruning.pruning.apply.restore_frozen`: frozen entries take their values
 from the trained model in memory, whose frozen entries are the starting values bit for
-bit (that is what the restriction guarantees, across resumes too).
+bit (that is what the restriction guarantees, across resumes too). An S3-Router
+run (``--s3_router_conf``) keeps every weight frozen and trains only the scores, so its
+averages are repaired the same way: averaged scores, θ exact
+(:meth:`~espnet_pruning.train.s3_router_training.TaskScoreRouter.frozen_scope`).
 """
 
 import argparse
@@ -123,11 +126,11 @@ class USLUTrainer(Trainer):
         )
         if not rank0:
             return
-        scope = (
-            model.masked_training.frozen_scope()
-            if model.masked_training is not None
-            else None
-        )
+        scope = None
+        if model.masked_training is not None:
+            scope = model.masked_training.frozen_scope()
+        elif getattr(model, "score_router", None) is not None:
+            scope = model.score_router.frozen_scope()
         if scope is not None:
             repair_averaged(model, stage, *scope)
         commit(stage)

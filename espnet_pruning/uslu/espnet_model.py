@@ -14,6 +14,7 @@ from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
 from espnet_pruning.train.masked_training import MaskedTraining
+from espnet_pruning.train.s3_router_training import TaskScoreRouter
 from espnet_pruning.whisper.tokenizer import EOT, SOT
 
 
@@ -26,7 +27,8 @@ class ESPnetUSLUModel(AbsESPnetModel):
 
     Each utterance's task is read from its prompt ids (``prompt`` in the batch). The model
     keeps the prompt → task table as a plain attribute (not a buffer), so checkpoints hold
-    only the Whisper weights under ESPnet's names.
+    only the Whisper weights under ESPnet's names (plus ``score_router.*`` with S3-Router,
+    see :meth:`attach_score_router`).
 
     Args:
         vocab_size: Token list size.
@@ -68,6 +70,31 @@ class ESPnetUSLUModel(AbsESPnetModel):
         self.task_names = list(task_prompts)
         self.prompt_to_task = {tuple(ids): name for name, ids in task_prompts.items()}
         self.masked_training = None
+        self.score_router: Optional[TaskScoreRouter] = None
+
+    def attach_score_router(self, router: TaskScoreRouter) -> None:
+        """Route every batch through ``router`` (S3-Router, docs/methods.md §5).
+
+        The router becomes the submodule ``score_router`` (its scores are parameters of
+        the model: the optimizer trains them, checkpoints carry them). Each batch of task
+        ``t`` runs encoder and decoder on ``TopK(|S_t|) ⊙ θ``
+        (:mod:`espnet_pruning.train.s3_router_training`).
+
+        Raises:
+            ValueError: If masked training is set, or a routed weight is outside the
+                encoder and decoder.
+        """
+        if self.masked_training is not None:
+            raise ValueError("S3-Router and masked training exclude each other")
+        outside = [
+            n
+            for t in router.tasks
+            for n in router.routed_names(t)
+            if not n.startswith(("encoder.", "decoder."))
+        ]
+        if outside:
+            raise ValueError(f"routed weights outside encoder/decoder: {outside[:3]}")
+        self.score_router = router
 
     @property
     def masked_training(self) -> Optional[MaskedTraining]:
@@ -147,13 +174,22 @@ class ESPnetUSLUModel(AbsESPnetModel):
         """
         if self.masked_training is not None:
             self.masked_training.use_masks(self, self.task_of_batch(**kwargs))
+        routed = None
+        if self.score_router is not None:
+            task = self.task_of_batch(**kwargs)
+            self.score_router.ensure_initialised(self)
+            routed = self.score_router.effective_parameters(self, task)
         batch_size = speech.shape[0]
         text = text[:, : text_lengths.max()]
         text = torch.where(text == -1, torch.full_like(text, self.ignore_id), text)
 
-        encoder_out, encoder_out_lens, _ = self.encoder(speech, speech_lengths)
+        encoder_out, encoder_out_lens, _ = self._call(
+            "encoder", routed, speech, speech_lengths
+        )
         ys_in_pad, ys_out_pad = add_sos_eos(text, self.sos, self.eos, self.ignore_id)
-        decoder_out, _ = self.decoder(
+        decoder_out, _ = self._call(
+            "decoder",
+            routed,
             encoder_out,
             encoder_out_lens,
             ys_in_pad,
@@ -168,6 +204,22 @@ class ESPnetUSLUModel(AbsESPnetModel):
         stats = dict(loss=loss.detach(), acc=acc)
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
+
+    def _call(
+        self, name: str, routed: Optional[Dict[str, torch.Tensor]], *args
+    ) -> Tuple[torch.Tensor, ...]:
+        """Submodule ``name`` on ``args``, with the routed weights substituted (if any).
+
+        ``routed`` maps model parameter names to effective weights; those under
+        ``name.`` replace the submodule's parameters for this call only
+        (``torch.func.functional_call``), so θ itself is never written.
+        """
+        module = getattr(self, name)
+        if not routed:
+            return module(*args)
+        head = name + "."
+        params = {k[len(head) :]: v for k, v in routed.items() if k.startswith(head)}
+        return torch.func.functional_call(module, params, args, strict=False)
 
     def attention_loss(
         self, logits: torch.Tensor, target: torch.Tensor

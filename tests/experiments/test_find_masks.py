@@ -7,11 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-from tiny import train_args, write_train_config
+from tiny import driver_train_args, task_run_config
 
 from espnet_pruning.experiments.find_masks import (
     FindMasksHparams,
@@ -28,28 +27,14 @@ from espnet_pruning.tasks.uslu import USLUTask
 TASKS = ["asr_librispeech", "er_iemocap"]
 
 
-def run_args(tiny_data, config):
-    """``uslu_train`` options without ``--output_dir`` (the drivers set it)."""
-    args = train_args(tiny_data, Path("unused"), config, tiny_data / "tokens.txt")
-    i = args.index("--output_dir")
-    return args[:i] + args[i + 2 :]
-
-
 @pytest.fixture(scope="module")
 def setup(tiny_data, tiny_trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("find_masks")
-    config = write_train_config(
-        root / "alg1.yaml",
-        max_epoch=2,
-        iterator_type="task",
-        task_block_size=0,
-        optim="adam",
-        optim_conf=dict(lr=0.01),
-    )
+    config = task_run_config(root / "alg1.yaml", 2)
     model, _ = USLUTask.build_model_from_file(tiny_trained / "config.yaml", None)
     save_masks(MaskSet.from_model(model, PruningScope(), TASKS), root / "round0")
     theta0 = tiny_trained / "valid.loss.best.pth"
-    args = run_args(tiny_data, config)
+    args = driver_train_args(tiny_data, config)
     hp = FindMasksHparams(fraction=0.2, seed=3)
     r1 = find_masks_round(theta0, root / "round0", root / "round1", args, hp, 1)
     r2 = find_masks_round(theta0, r1, root / "round2", args, hp, 2)

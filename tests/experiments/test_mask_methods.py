@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
-from tiny import train_args, write_train_config
+from tiny import driver_train_args, task_run_config
 
 from espnet_pruning.bin.uslu_find_masks import main
 from espnet_pruning.errors import InputError
@@ -42,7 +42,14 @@ def test_parp_options_come_from_the_level_and_the_method_config():
 
 def test_every_registered_method_cites_its_spec():
     root = Path(__file__).resolve().parents[2]
-    assert sorted(MASK_METHODS) == ["imp_lth", "parp", "parp_p", "random"]
+    assert sorted(MASK_METHODS) == [
+        "imp_lth",
+        "parp",
+        "parp_p",
+        "random",
+        "s3_router",
+        "s3_router_p",
+    ]
     for method in MASK_METHODS.values():
         page, section = method.spec.split(" §")
         text = (root / page).read_text(encoding="utf-8")
@@ -52,22 +59,13 @@ def test_every_registered_method_cites_its_spec():
 @pytest.fixture(scope="module")
 def setup(tiny_data, tiny_trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("methods")
-    config = write_train_config(
-        root / "find.yaml",
-        max_epoch=2,
-        iterator_type="task",
-        task_block_size=0,
-        optim="adam",
-        optim_conf=dict(lr=0.01),
-    )
+    config = task_run_config(root / "find.yaml", 2)
     model, _ = USLUTask.build_model_from_file(tiny_trained / "config.yaml", None)
     scope = PruningScope(include_token_embedding=False)
     save_masks(MaskSet.from_model(model, scope, TASKS), root / "round0")
-    args = train_args(tiny_data, Path("unused"), config, tiny_data / "tokens.txt")
-    i = args.index("--output_dir")
     return dict(
         root=root,
-        args=args[:i] + args[i + 2 :],
+        args=driver_train_args(tiny_data, config),
         theta0=tiny_trained / "valid.loss.best.pth",
     )
 
@@ -108,6 +106,36 @@ def test_parp_p_at_level_2_rises_to_36_percent(setup, tmp_path):
         assert masks.kept(task) == n - num_to_prune(n, 0.36)
     log = json.loads((out / "parp.json").read_text())
     assert (log["schedule"], log["target_sparsity"]) == ("0.2,0.36", 0.36)
+
+
+def test_s3_router_p_at_level_2_keeps_64_percent_of_ffn_and_attention(setup, tmp_path):
+    """The recipe's method config (WMI, FFN and attention): every routed tensor keeps
+    round(0.64 n) weights, every other tensor (the token embedding is not in this mask
+    set; the audio convolutions are) keeps all."""
+    root = Path(__file__).resolve().parents[2]
+    conf = root / "egs2/uslu7/slu1/conf/mask_methods/s3_router_p.yaml"
+    out = tmp_path / "round2"
+    _find(
+        setup,
+        out,
+        "--round",
+        "2",
+        "--mask_method",
+        "s3_router_p",
+        "--method_config",
+        str(conf),
+    )
+    masks = load_masks(out / "masks")
+    for task in TASKS:
+        kept = masks.kept_per_tensor(task)
+        linear = [n for n in masks.names if ".conv" not in n]
+        assert linear and all(".mlp." in n or "attn." in n for n in linear)
+        for name in masks.names:
+            numel = math.prod(masks.shapes[name])
+            expected = numel if ".conv" in name else round(0.64 * numel)
+            assert kept[name] == expected, name
+    log = json.loads((out / "s3_router.json").read_text())
+    assert (log["keep_ratio"], log["modules"], log["init"]) == (0.64, "both", "wmi")
 
 
 def test_random_is_algorithm_1_with_random_masks(setup, tmp_path):

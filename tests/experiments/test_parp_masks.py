@@ -5,11 +5,10 @@ epoch-start re-prunes, a resumed run equal to an uninterrupted one, and a rerun 
 import json
 import logging
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 import torch
-from tiny import train_args, write_train_config
+from tiny import driver_train_args, task_run_config
 
 from espnet_pruning.experiments.parp_masks import find_parp_masks
 from espnet_pruning.experiments.runs import TrainArgsError, run_training
@@ -23,30 +22,17 @@ from espnet_pruning.tasks.uslu import USLUTask
 TASKS = ["asr_librispeech", "er_iemocap"]
 
 
-def run_args(tiny_data, config):
-    args = train_args(tiny_data, Path("unused"), config, tiny_data / "tokens.txt")
-    i = args.index("--output_dir")
-    return args[:i] + args[i + 2 :]
-
-
 @pytest.fixture(scope="module")
 def setup(tiny_data, tiny_trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("parp")
-    config = write_train_config(
-        root / "parp.yaml",
-        max_epoch=2,
-        iterator_type="task",
-        task_block_size=0,
-        optim="adam",
-        optim_conf=dict(lr=0.01),
-    )
+    config = task_run_config(root / "parp.yaml", 2)
     model, _ = USLUTask.build_model_from_file(tiny_trained / "config.yaml", None)
     # Without the token embedding: its rows of tokens the tiny data never use get no
     # gradient and would hold the global threshold, so no mask could move.
     scope = PruningScope(include_token_embedding=False)
     save_masks(MaskSet.from_model(model, scope, TASKS), root / "round0")
     theta0 = tiny_trained / "valid.loss.best.pth"
-    args = run_args(tiny_data, config)
+    args = driver_train_args(tiny_data, config)
     hp = ParpHparams(target_sparsity=0.36, reprune_interval=1)
     log = logging.FileHandler(root / "parp.log")
     log.setLevel(logging.INFO)
@@ -116,15 +102,8 @@ def test_a_resumed_run_equals_the_uninterrupted_one(setup, tiny_data, tmp_path):
         "--parp_conf",
         conf,
     ]
-    one = write_train_config(
-        tmp_path / "one.yaml",
-        max_epoch=1,
-        iterator_type="task",
-        task_block_size=0,
-        optim="adam",
-        optim_conf=dict(lr=0.01),
-    )
-    run_training([*run_args(tiny_data, one), *args], tmp_path / "run")
+    one = task_run_config(tmp_path / "one.yaml", 1)
+    run_training([*driver_train_args(tiny_data, one), *args], tmp_path / "run")
     (tmp_path / "run" / ".done").unlink()
     run_training([*setup["args"], *args], tmp_path / "run")
     got = torch.load(tmp_path / "run" / "2epoch.pth", weights_only=True)

@@ -7,6 +7,7 @@ from conftest import run_module
 from tiny import epoch_losses, train_args, write_train_config
 
 from espnet_pruning.tasks.uslu import USLUTask
+from espnet_pruning.train.s3_router_training import S3RouterConfError
 
 
 def copy_train_set(tiny_data, tmp_path):
@@ -150,3 +151,18 @@ def test_task_iterator_trains_blocks_of_selected_tasks(tiny_data, tmp_path):
         "[valid] task schedule: er_iemocap 1 batches, ic_fsc 1 batches" in proc.stderr
     )
     assert "total_count=8" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--update_only", "encoder.*"], ["--parp_conf", '{"reprune_interval": 1}']],
+)
+def test_s3_router_conf_excludes_other_training_restrictions(
+    tiny_data, tmp_path, option
+):
+    config = write_train_config(tmp_path / "c.yaml", max_epoch=1)
+    args = train_args(tiny_data, tmp_path / "exp", config, tiny_data / "tokens.txt")
+    conf = '{"keep_ratio": 0.5, "modules": "both"}'
+    with pytest.raises(S3RouterConfError, match=f"and {option[0]} exclude each other"):
+        USLUTask.main(cmd=[*args, "--s3_router_conf", conf, *option])
+    assert not (tmp_path / "exp" / "checkpoint.pth").exists()

@@ -18,7 +18,9 @@
 #                                 trained from θ0 under its mask, then pruned by p; one job
 #                                 merges the round → exp/find_masks/<kind>/round<r>/
 #                                 (--mask_method parp|parp_p: one PARP run per task and level
-#                                 instead; random: Algorithm 1 with random masks)
+#                                 instead; s3_router|s3_router_p: one S3-Router run of all
+#                                 tasks' scores over frozen θ0 per level; random: Algorithm 1
+#                                 with random masks)
 #  11  masked training (Alg. 2)   per level Q: multi_task under the masks, and the baselines
 #                                 (single_task: one θ_t per task; task_agnostic: one mask),
 #                                 each system and each single_task model its own job
@@ -113,7 +115,7 @@ prune_levels="2 5"       # Level Q of each pruned model: rounds of Algorithm 1 (
 prune_fraction=0.2       # p, fraction of a mask's remaining weights pruned per round (paper: 0.2).
 prune_strategy=global_magnitude     # Weights to prune: global_magnitude (paper), layerwise_magnitude, random.
 prune_seed=0             # Seed of Algorithm 1's task order.
-mask_method=imp_lth      # How stage 10 finds masks: imp_lth (Algorithm 1), random, parp, parp_p.
+mask_method=imp_lth      # How stage 10 finds masks: imp_lth (Algorithm 1), random, parp, parp_p, s3_router, s3_router_p.
 method_config=""         # YAML of the method's own options (default: conf/mask_methods/<method>.yaml if present).
 compare_methods=""       # Stage 23: mask methods whose finished runs are compared, e.g. "imp_lth parp".
 prune_baselines="single_task task_agnostic"   # Table 1 baselines run besides multi_task.
@@ -192,7 +194,10 @@ Options:
                              # imp_lth: Algorithm 1 (Q rounds of train-prune-rewind);
                              # random: the same schedule with random masks;
                              # parp: one PARP run per task from θ0 at sparsity 1-(1-p)^Q;
-                             # parp_p: PARP-P rising through the sparsities of levels 1..Q.
+                             # parp_p: PARP-P rising through the sparsities of levels 1..Q;
+                             # s3_router: S3-Router, per-task scores over frozen θ0 (ORI, FFN),
+                             # masks keep 1-(1-p)^Q of the routed weights out;
+                             # s3_router_p: S3-Router-P (WMI, FFN and attention).
                              # Other than imp_lth, stages 10-22 write into \${expdir}/<method>/.
     --method_config          # YAML of the method's own options, e.g. PARP's reprune_interval
                              # (default: conf/mask_methods/<method>.yaml if present).
@@ -297,11 +302,18 @@ uslu_exp="${expdir}/uslu_${tag}"
 method_dir_of() {  # $1: mask method → its result directory
     case "$1" in
         imp_lth) echo "${expdir}" ;;
-        random|parp|parp_p) echo "${expdir}/$1" ;;
-        *) log "ERROR: mask method $1: use imp_lth, random, parp or parp_p"; return 1 ;;
+        random|parp|parp_p|s3_router|s3_router_p) echo "${expdir}/$1" ;;
+        *) log "ERROR: mask method $1: use imp_lth, random, parp, parp_p, s3_router or s3_router_p"; return 1 ;;
     esac
 }
 method_dir=$(method_dir_of "${mask_method}") || exit 1
+case "${mask_method}" in s3_router|s3_router_p)
+    # One score set per task over frozen weights: no mask from mixed data.
+    if in_list task_agnostic "${prune_baselines}"; then
+        log "ERROR: --mask_method ${mask_method} has no task_agnostic baseline; use --prune_baselines single_task or \"\""
+        exit 2
+    fi ;;
+esac
 for m in ${compare_methods}; do method_dir_of "${m}" > /dev/null || exit 1; done
 if [ -z "${method_config}" ] && [ -f "conf/mask_methods/${mask_method}.yaml" ]; then
     method_config="conf/mask_methods/${mask_method}.yaml"
@@ -588,6 +600,8 @@ schedule_config() {  # $1: overlay, $2: output
 
 # Algorithm 1 and random build level Q from level Q-1; PARP starts every level from θ0.
 per_round_method() { [ "${mask_method}" = imp_lth ] || [ "${mask_method}" = random ]; }
+# S3-Router trains every task's scores in one run (the weights are frozen): no job per task.
+one_run_method() { [ "${mask_method}" = s3_router ] || [ "${mask_method}" = s3_router_p ]; }
 find_masks_job() {  # $1: mask kind, $2: round, $3: log, $4: job command; the rest: more uslu_find_masks options
     local kind=$1 round=$2 logf=$3 job_cmd=$4 _agnostic="" _before=0 _method=""; shift 4
     [ "${kind}" = task_agnostic ] && _agnostic="--task_agnostic"
@@ -623,7 +637,7 @@ if run_stage 10; then
             mkdir -p "${out}"
             # The tasks of a round are independent: one job each when several run at once;
             # one after another, one job runs them all (one process start, not one per task).
-            if [ "${kind}" = multi_task ] && [ "${task_nj}" -ne 1 ]; then
+            if [ "${kind}" = multi_task ] && [ "${task_nj}" -ne 1 ] && ! one_run_method; then
                 log "  ${kind} round ${round}: one job per task (log: ${out}/find_masks.<task>.log)"
                 for task in $(test_tasks); do
                     [ -f "${out}/${task}/masks/manifest.json" ] && continue
@@ -634,7 +648,7 @@ if run_stage 10; then
                 jobs_wait
             fi
             log "  ${kind} round ${round} (log: ${out}/find_masks.log)"
-            if [ "${kind}" = multi_task ] && [ "${task_nj}" -ne 1 ]; then  # the merge only, on CPU
+            if [ "${kind}" = multi_task ] && [ "${task_nj}" -ne 1 ] && ! one_run_method; then  # the merge only, on CPU
                 find_masks_job "${kind}" "${round}" "${out}/find_masks.log" "${train_cmd}"
             else
                 find_masks_job "${kind}" "${round}" "${out}/find_masks.log" "${cuda_cmd} --gpu ${ngpu}"
@@ -725,21 +739,26 @@ if run_stage 14; then
         --table2_level "${max_level}" --table2_markdown "${method_dir}/pruning_table2.md"
 fi
 
+# The --pair options of uslu_significance for two systems at every level, on the test sets
+# scored by WER or accuracy (the matched-pairs test needs errors per segment) → _pairs.
+matched_pairs() {  # $1, $2: experiment dirs of systems A and B without the level Q
+    local level dset task metric
+    _pairs=()
+    for level in ${prune_levels}; do
+        for dset in ${test_sets}; do
+            task=$(check_single_task "${dset}")
+            metric=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
+            case "${metric}" in wer|accuracy) ;; *) continue ;; esac
+            _pairs+=(--pair "Q=${level} ${task}:${metric}:${dumpdir}/raw/${dset}/text:$1${level}/decode_${dset}/1best_recog/text:$2${level}/decode_${dset}/1best_recog/text")
+        done
+    done
+}
+
 if run_stage 15; then
     if has_baseline task_agnostic; then
         # Matched-pairs test (MAPSSWE), as the paper's §4, on the tasks scored by WER or accuracy.
         log "Stage 15: matched-pairs test, multi_task vs task_agnostic pruning"
-        _pairs=()
-        for level in ${prune_levels}; do
-            for dset in ${test_sets}; do
-                task=$(check_single_task "${dset}")
-                metric=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
-                case "${metric}" in wer|accuracy) ;; *) continue ;; esac
-                _hyp_a="$(pruned_exp multi_task "${level}")/decode_${dset}/1best_recog/text"
-                _hyp_b="$(pruned_exp task_agnostic "${level}")/decode_${dset}/1best_recog/text"
-                _pairs+=(--pair "Q=${level} ${task}:${metric}:${dumpdir}/raw/${dset}/text:${_hyp_a}:${_hyp_b}")
-            done
-        done
+        matched_pairs "${method_dir}/uslu_multi_task_q" "${method_dir}/uslu_task_agnostic_q"
         { echo "## Matched-pairs test: multi-task vs task-agnostic pruning"; echo
           ${python} -m espnet_pruning.bin.uslu_significance "${_pairs[@]}" \
               --name_a multi-task --name_b task-agnostic --json "${method_dir}/significance.json"
@@ -920,17 +939,7 @@ if run_stage 23; then
         # Matched-pairs test (MAPSSWE) of every other method's multi_task systems against imp_lth's.
         for m in ${compare_methods}; do
             [ "${m}" = imp_lth ] && continue
-            _pairs=()
-            for level in ${prune_levels}; do
-                for dset in ${test_sets}; do
-                    task=$(check_single_task "${dset}")
-                    metric=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
-                    case "${metric}" in wer|accuracy) ;; *) continue ;; esac
-                    _hyp_a="$(method_dir_of imp_lth)/uslu_multi_task_q${level}/decode_${dset}/1best_recog/text"
-                    _hyp_b="$(method_dir_of "${m}")/uslu_multi_task_q${level}/decode_${dset}/1best_recog/text"
-                    _pairs+=(--pair "Q=${level} ${task}:${metric}:${dumpdir}/raw/${dset}/text:${_hyp_a}:${_hyp_b}")
-                done
-            done
+            matched_pairs "$(method_dir_of imp_lth)/uslu_multi_task_q" "$(method_dir_of "${m}")/uslu_multi_task_q"
             { echo "## Matched-pairs test: imp_lth vs ${m} (multi-task)"; echo
               ${python} -m espnet_pruning.bin.uslu_significance "${_pairs[@]}" \
                   --name_a imp_lth --name_b "${m}" --json "${expdir}/methods_significance_${m}.json"
