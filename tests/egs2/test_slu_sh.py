@@ -64,7 +64,7 @@ def test_every_option_has_a_description_and_help_with_its_default():
     assert [k for k, v in entries.items() if "default" not in " ".join(v)] == [
         "test_sets"  # required
     ]
-    assert '--stop_stage             # Last stage to run (default="22").' in proc.stderr
+    assert '--stop_stage             # Last stage to run (default="23").' in proc.stderr
 
 
 def test_an_unknown_option_or_baseline_is_refused():

@@ -257,6 +257,7 @@ done
 if "${skip_pruning}"; then skip_stages+=" 10 11 12 13 14 15 16"; fi
 if "${skip_continual}"; then skip_stages+=" 17 18 19 20"; fi
 if "${skip_packing}"; then skip_stages+=" 22"; fi
+[ -n "${compare_methods}" ] || skip_stages+=" 23"
 
 spec_opt=""; [ -n "${task_specifiers}" ] && spec_opt="--task_specifiers ${task_specifiers}"
 if [ -z "${task_nj}" ]; then
@@ -927,26 +928,22 @@ if run_stage 22; then
 fi
 
 if run_stage 23; then
-    if [ -z "${compare_methods}" ]; then
-        log "Stage 23: no --compare_methods, skipped"
-    else
-        log "Stage 23: mask methods compared: ${compare_methods}"
-        _opts=""
-        for m in ${compare_methods}; do _opts+=" --method ${m}:$(method_dir_of "${m}")"; done
-        for name in ${cl_names}; do _opts+=" --cl_run ${name}"; done
-        ${python} -m espnet_pruning.bin.uslu_methods_table ${_opts} \
-            --json "${expdir}/methods_table.json" --markdown "${expdir}/methods_table.md"
-        # Matched-pairs test (MAPSSWE) of every other method's multi_task systems against imp_lth's.
-        for m in ${compare_methods}; do
-            [ "${m}" = imp_lth ] && continue
-            matched_pairs "$(method_dir_of imp_lth)/uslu_multi_task_q" "$(method_dir_of "${m}")/uslu_multi_task_q"
-            { echo "## Matched-pairs test: imp_lth vs ${m} (multi-task)"; echo
-              ${python} -m espnet_pruning.bin.uslu_significance "${_pairs[@]}" \
-                  --name_a imp_lth --name_b "${m}" --json "${expdir}/methods_significance_${m}.json"
-            } > "${expdir}/methods_significance_${m}.md.tmp"
-            mv "${expdir}/methods_significance_${m}.md.tmp" "${expdir}/methods_significance_${m}.md"
-        done
-    fi
+    log "Stage 23: mask methods compared: ${compare_methods}"
+    _opts=""
+    for m in ${compare_methods}; do _opts+=" --method ${m}:$(method_dir_of "${m}")"; done
+    for name in ${cl_names}; do _opts+=" --cl_run ${name}"; done
+    ${python} -m espnet_pruning.bin.uslu_methods_table ${_opts} \
+        --json "${expdir}/methods_table.json" --markdown "${expdir}/methods_table.md"
+    # Matched-pairs test (MAPSSWE) of every other method's multi_task systems against imp_lth's.
+    for m in ${compare_methods}; do
+        [ "${m}" = imp_lth ] && continue
+        matched_pairs "$(method_dir_of imp_lth)/uslu_multi_task_q" "$(method_dir_of "${m}")/uslu_multi_task_q"
+        { echo "## Matched-pairs test: imp_lth vs ${m} (multi-task)"; echo
+          ${python} -m espnet_pruning.bin.uslu_significance "${_pairs[@]}" \
+              --name_a imp_lth --name_b "${m}" --json "${expdir}/methods_significance_${m}.json"
+        } > "${expdir}/methods_significance_${m}.md.tmp"
+        mv "${expdir}/methods_significance_${m}.md.tmp" "${expdir}/methods_significance_${m}.md"
+    done
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"
