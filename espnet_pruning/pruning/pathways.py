@@ -79,6 +79,7 @@ import torch.nn.functional as F
 from typeguard import typechecked
 
 from espnet_pruning.hparams import Hparams
+from espnet_pruning.pruning import report
 from espnet_pruning.pruning.masks import Mask, MaskError, MaskSet, _as_bool_mask
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.select import FRACTION_OF, num_to_prune, prune_smallest
@@ -338,9 +339,9 @@ def union_ratio(masks: Mapping[str, Mapping[str, torch.Tensor]]) -> float:
         ...              "b": {"w": torch.tensor([True, True, False, False])}})
         0.5
     """
-    union = _union_of_others(_checked(masks), None)
-    total = sum(u.numel() for u in union.values())
-    return sum(int(u.sum()) for u in union.values()) / total if total else 0.0
+    checked = _checked(masks)
+    shapes = {n: tuple(m.shape) for n, m in next(iter(checked.values())).items()}
+    return report.union_ratio(MaskSet(shapes, checked))
 
 
 # --------------------------------------------------------------------- blocks
