@@ -9,11 +9,13 @@ a fraction p of its mask is pruned by global magnitude
 ``1 − (1 − p)^Q`` (:mod:`espnet_pruning.experiments.parp_masks`; options from
 ``--method_config``). ``s3_router`` and ``s3_router_p`` train every task's scores over
 the frozen θ0 in one run and take the top-k of each task's scores
-(:mod:`espnet_pruning.experiments.s3_router_masks`). Run it again after a kill: finished
-tasks are skipped, an interrupted training resumes. The tasks of a level are independent,
-so a level can be split: one job per task with ``--tasks TASK``, then one job without
-``--tasks`` that finds every task done and only merges the masks (not S3-Router: its one
-run trains all tasks).
+(:mod:`espnet_pruning.experiments.s3_router_masks`). ``dynamic_pathways`` trains all
+tasks in one run from a shared magnitude mask of θ0, the masks adapting and shrinking to
+the level's sparsity (:mod:`espnet_pruning.experiments.pathways_masks`). Run it again
+after a kill: finished tasks are skipped, an interrupted training resumes. The tasks of a
+level are independent, so a level can be split: one job per task with ``--tasks TASK``,
+then one job without ``--tasks`` that finds every task done and only merges the masks
+(not S3-Router or Dynamic Pathways: their one run trains all tasks).
 
 Example (round 2 of the mini recipe):
     python -m espnet_pruning.bin.uslu_find_masks --round 2 \\
@@ -65,7 +67,8 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="YAML of the method's own options (parp, parp_p: reprune_interval in "
         "epochs, scope; s3_router, s3_router_p: modules, init, scope, seed, "
-        "init_scale)",
+        "init_scale; dynamic_pathways: init_sparsity, adapt_interval, prune_interval, "
+        "prune_fraction, prune_fraction_of, granularity, block_shape, scope, residual)",
     )
     FindMasksHparams.add_args(parser, group="Algorithm 1")
     parser.add_argument(

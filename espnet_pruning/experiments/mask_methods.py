@@ -6,16 +6,17 @@ Q = 2, p = 0.2), and a one-shot method aims at that sparsity directly, so all me
 are compared at the same Param%. Each writes the same mask-set format with its reports;
 stage 11 (Algorithm 2) trains the shared weights under the masks whatever found them.
 
-=================  ==========================================================  ===========
-method             what it is                                                  runs
-=================  ==========================================================  ===========
-``imp_lth``        Algorithm 1: Q rounds, each trains from θ0 and prunes p      per round
-``random``         Algorithm 1's schedule with random instead of magnitude      per round
-``parp``           PARP at the level's sparsity, one run per task from θ0       per level
-``parp_p``         PARP-P: rises through the sparsities of levels 1..Q          per level
-``s3_router``      S3-Router: scores over frozen θ0, ORI, FFN, per tensor       per level
-``s3_router_p``    S3-Router-P: WMI, FFN and attention (θ0 is fine-tuned)       per level
-=================  ==========================================================  ===========
+====================  =======================================================  =========
+method                what it is                                               runs
+====================  =======================================================  =========
+``imp_lth``           Algorithm 1: Q rounds, each trains from θ0 and prunes p  per round
+``random``            Algorithm 1's schedule with random instead of magnitude  per round
+``parp``              PARP at the level's sparsity, one run per task from θ0   per level
+``parp_p``            PARP-P: rises through the sparsities of levels 1..Q      per level
+``s3_router``         S3-Router: scores over frozen θ0, ORI, FFN, per tensor   per level
+``s3_router_p``       S3-Router-P: WMI, FFN and attention (θ0 is fine-tuned)   per level
+``dynamic_pathways``  Dynamic ASR Pathways: one multi-task run from θ0         per level
+====================  =======================================================  =========
 
 Per-round methods need level Q − 1's masks; per-level methods start from θ0 (their
 ``mask_dir`` only names the tasks and the pruned tensors).
@@ -24,15 +25,17 @@ Per-round methods need level Q − 1's masks; per-level methods start from θ0 (
 from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
 from espnet_pruning.experiments.find_masks import FindMasksHparams, find_masks_round
 from espnet_pruning.experiments.parp_masks import find_parp_masks
+from espnet_pruning.experiments.pathways_masks import find_pathways_masks
 from espnet_pruning.experiments.s3_router_masks import find_s3_router_masks
 from espnet_pruning.pruning.parp import ParpHparams
+from espnet_pruning.pruning.pathways import DynamicPathwaysHparams
 from espnet_pruning.pruning.s3_router import S3RouterHparams
 
 
@@ -90,6 +93,12 @@ MASK_METHODS: Dict[str, MaskMethod] = {
             "s3_router_p",
             "S3-Router-P: scores over frozen θ0 (WMI, FFN and attention)",
             "docs/methods.md §5",
+            False,
+        ),
+        MaskMethod(
+            "dynamic_pathways",
+            "Dynamic ASR Pathways: per-task masks adapt and shrink in one run",
+            "docs/methods.md §3",
             False,
         ),
     )
@@ -190,6 +199,37 @@ def s3_router_hparams(
 
 
 @typechecked
+def pathways_hparams(
+    fraction: float, level: int, conf: Mapping[str, Any]
+) -> Tuple[DynamicPathwaysHparams, float]:
+    """Dynamic ASR Pathways' hyperparameters at a level, and the start sparsity.
+
+    The target is ``level_sparsity(p, Q)``; the config may set every other field and
+    ``init_sparsity`` (default p, the paper's 20 % start, at most the target).
+
+    Raises:
+        InputError: ``target_sparsity`` or an unknown key in the config, a bad value.
+
+    Examples:
+        >>> hp, s0 = pathways_hparams(0.2, 2, {"prune_interval": 9})
+        >>> hp.target_sparsity, hp.prune_interval, s0
+        (0.36, 9, 0.2)
+    """
+    conf = dict(conf)
+    target = level_sparsity(fraction, level)
+    init = conf.pop("init_sparsity", min(fraction, target))
+    if isinstance(init, bool) or not isinstance(init, (int, float)):
+        raise InputError(f"dynamic_pathways config: init_sparsity {init!r}: a number")
+    hparams = _hparams_at_level(
+        DynamicPathwaysHparams,
+        "dynamic_pathways",
+        conf,
+        dict(target_sparsity=target),
+    )
+    return hparams, float(init)
+
+
+@typechecked
 def find_level_masks(
     method: str,
     init_param: Path,
@@ -214,7 +254,9 @@ def find_level_masks(
             task-agnostic); p and rounding also set PARP's sparsity.
         level: Q, 1-based.
         method_conf: The method's own options (PARP: ``reprune_interval``, ``scope``;
-            S3-Router: :class:`S3RouterHparams` fields but ``keep_ratio``).
+            S3-Router: :class:`S3RouterHparams` fields but ``keep_ratio``; Dynamic
+            Pathways: :class:`DynamicPathwaysHparams` fields but
+            ``target_sparsity``, and ``init_sparsity``).
         only_tasks: Run only these tasks; a later call without them merges.
 
     Returns:
@@ -243,6 +285,18 @@ def find_level_masks(
             find_hparams,
             level,
             only_tasks=only_tasks,
+        )
+    if method == "dynamic_pathways":
+        hparams, init_sparsity = pathways_hparams(find_hparams.fraction, level, conf)
+        return find_pathways_masks(
+            init_param,
+            mask_dir,
+            output_dir,
+            train_args,
+            hparams,
+            init_sparsity,
+            only_tasks=only_tasks,
+            task_agnostic=find_hparams.task_agnostic,
         )
     if method in _S3_DEFAULTS:
         return find_s3_router_masks(

@@ -71,8 +71,8 @@ Examples:
 
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple, Union
+from dataclasses import dataclass, field, replace
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -621,6 +621,47 @@ def prune_masks(
     return current
 
 
+@typechecked
+def shared_start(
+    weights: Mapping[str, torch.Tensor],
+    tasks: Sequence[str],
+    sparsity: float,
+    hparams: DynamicPathwaysHparams,
+) -> Masks:
+    """One magnitude mask of θ at ``sparsity`` for every task: the paper's LAP start
+    when θ is the multi-task model (one mask from all tasks' data).
+
+    Units, scope and counting are the run's (``granularity``, ``block_shape``,
+    ``scope``): it is one prune step from all-ones masks straight to ``sparsity``.
+
+    Args:
+        weights: Tensor name → weight (the masked tensors).
+        tasks: The tasks, each given the same mask.
+        sparsity: The start sparsity s0, in [0, 1].
+        hparams: The run's hyperparameters.
+
+    Returns:
+        Task → (tensor name → bool mask), equal for all tasks.
+
+    Examples:
+        >>> w = {"w": torch.tensor([0.5, -3.0, 1.0, 2.0])}
+        >>> m = shared_start(w, ["a", "b"], 0.5, DynamicPathwaysHparams())
+        >>> m["a"]["w"].int().tolist(), torch.equal(m["a"]["w"], m["b"]["w"])
+        ([0, 1, 0, 1], True)
+    """
+    if not tasks:
+        raise ValueError("shared_start: no task")
+    ones = {"*": {n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()}}
+    one_step = replace(
+        hparams,
+        target_sparsity=sparsity,
+        prune_fraction=1.0,
+        prune_fraction_of="total",
+    )
+    mask = prune_masks(weights, ones, one_step)["*"]
+    return {t: {n: m.clone() for n, m in mask.items()} for t in sorted(tasks)}
+
+
 # --------------------------------------------------------------------- the schedule
 @dataclass
 class StepChanges:
@@ -754,6 +795,18 @@ class DynamicPathways:
 
     # ----------------------------------------------------------------- events
     @typechecked
+    def due(self, step: int) -> bool:
+        """Whether :meth:`after_step` at ``step`` may change a mask (and so reads the
+        weights): ``step`` ends an adaptation interval, or a prune interval while a
+        mask is above the target."""
+        hp = self.hparams
+        if hp.adapt_interval and step % hp.adapt_interval == 0:
+            return True
+        return bool(hp.prune_interval and step % hp.prune_interval == 0) and not (
+            self.at_target()
+        )
+
+    @typechecked
     def after_step(
         self, step: int, task: str, weights: Mapping[str, torch.Tensor]
     ) -> StepChanges:
@@ -806,6 +859,22 @@ class DynamicPathways:
             }
             changes.union_ratio = union_ratio(self._masks)
         return changes
+
+    @typechecked
+    def prune_to_target(self, weights: Mapping[str, torch.Tensor]) -> int:
+        """Take prune steps (:func:`prune_masks`) on ``weights`` until every mask is
+        at the target, without advancing the step counter (the end of a run too
+        short for its schedule).
+
+        Returns:
+            The number of prune steps taken.
+        """
+        n = 0
+        while not self.at_target():
+            self._masks = prune_masks(weights, self._masks, self.hparams)
+            self.n_prunes += 1
+            n += 1
+        return n
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:

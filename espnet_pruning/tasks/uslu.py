@@ -27,6 +27,11 @@ from espnet_pruning.fileio import read_kaldi_map, read_yaml
 from espnet_pruning.pruning.storage import load_masks
 from espnet_pruning.specifiers import TaskRegistry
 from espnet_pruning.train.masked_training import MaskedTraining
+from espnet_pruning.train.pathways_training import (
+    PathwaysConfError,
+    PathwaysSchedule,
+    parse_pathways_conf,
+)
 from espnet_pruning.train.s3_router_training import (
     S3RouterConfError,
     TaskScoreRouter,
@@ -131,6 +136,16 @@ class USLUTask(AbsTask):
             help="train only parameters whose name fully matches one of these regular "
             "expressions (the rest get requires_grad=False and stay bit-identical); "
             "e.g. the encoder's linear layers for the continual-learning baseline",
+        )
+        group.add_argument(
+            "--pathways_conf",
+            action=NestedDictAction,
+            default=dict(),
+            help="Dynamic ASR Pathways with --mask_dir as the starting masks: a batch "
+            "of task z uses and trains its mask plus the weights no other task owns, "
+            "and the masks adapt and shrink during training (keys: target_sparsity, "
+            "adapt_interval and prune_interval in optimizer steps, prune_fraction, "
+            "prune_fraction_of, granularity, block_shape, scope, residual); empty: off",
         )
         group = parser.add_argument_group("S3-Router (per-task scores, frozen weights)")
         group.add_argument(
@@ -393,6 +408,10 @@ class USLUTask(AbsTask):
         )
         if args.init is not None:
             initialize(model, args.init)
+        if getattr(args, "pathways_conf", None) and not getattr(args, "mask_dir", None):
+            raise PathwaysConfError(
+                "--pathways_conf needs --mask_dir (the start masks)"
+            )
         if getattr(args, "mask_dir", None):
             model.masked_training = cls.build_masked_training(args, model)
         if getattr(args, "update_only", None):
@@ -417,7 +436,7 @@ class USLUTask(AbsTask):
                 (``--mask_dir``, ``--update_only``, ``--parp_conf``).
         """
         conf = parse_s3_router_conf(args.s3_router_conf)
-        for option in ("mask_dir", "update_only", "parp_conf"):
+        for option in ("mask_dir", "update_only", "parp_conf", "pathways_conf"):
             if getattr(args, option, None):
                 raise S3RouterConfError(
                     f"--s3_router_conf and --{option} exclude each other"
@@ -457,17 +476,25 @@ class USLUTask(AbsTask):
             MaskError: The masks do not fit the model.
             MaskedTrainingError: A train task without a mask, or unknown tasks.
         """
+        masks = load_masks(args.mask_dir)
+        schedule = None
+        if getattr(args, "pathways_conf", None):
+            schedule = PathwaysSchedule(masks, parse_pathways_conf(args.pathways_conf))
+            masks = schedule.training_mask_set()
         training = MaskedTraining(
-            load_masks(args.mask_dir),
+            masks,
             train_tasks=getattr(args, "train_tasks", None),
             update_outside_mask=getattr(args, "update_outside_mask", "allow"),
             unmasked_update=getattr(args, "unmasked_update", "allow"),
         )
         training.check_model(model, model.task_names)
+        if schedule is not None:
+            training.set_schedule(schedule)
         logging.info(
             f"Task masks from {args.mask_dir}: {', '.join(training.masks.tasks)}; "
             f"updates outside the active mask: {training.update_outside_mask}; "
             f"parameters without masks: {training.unmasked_update}"
+            + ("; Dynamic ASR Pathways" if schedule is not None else "")
         )
         return training
 
@@ -533,7 +560,13 @@ class USLUTask(AbsTask):
         if not isinstance(conf, dict):
             raise DataError(f"{config_file}: not a training config (a YAML mapping)")
         args = argparse.Namespace(
-            **dict(conf, mask_dir=None, update_only=None, s3_router_conf=None)
+            **dict(
+                conf,
+                mask_dir=None,
+                update_only=None,
+                s3_router_conf=None,
+                pathways_conf=None,
+            )
         )
         return cls.build_model(args), args
 

@@ -20,11 +20,13 @@ the optimizers; from then on
   when it repairs ESPnet's averaged checkpoints (§6).
 
 The model never touches optimizer state and the optimizers never call back into the
-model. Mask methods that change masks during training plug in here (see
-``docs/architecture.md``, "Masked-training interface").
+model. Mask methods that change masks during training plug in here as a
+:class:`MaskSchedule` (see ``docs/architecture.md``, "Masked-training interface"):
+after every optimizer step the schedule may give new masks, which
+:meth:`MaskedTraining.replace_masks` installs between two steps.
 """
 
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Mapping, Optional, Protocol, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -56,6 +58,23 @@ def _state_ignores_weights(optimizer: Optimizer) -> bool:
 
 class MaskedTrainingError(InputError):
     """Masks, tasks or policies that do not fit the run."""
+
+
+class MaskSchedule(Protocol):
+    """Masks that change during a run (e.g. Dynamic ASR Pathways), stepped by
+    :class:`MaskedTraining` after every optimizer step of its first optimizer."""
+
+    last_step: int  # optimizer steps done (restored on resume)
+
+    def due(self, step: int) -> bool:
+        """Whether :meth:`after_step` at ``step`` may change a mask (it then gets the
+        real weights)."""
+
+    def after_step(
+        self, step: int, task: str, weights: Mapping[str, torch.Tensor]
+    ) -> Optional[Dict[str, Mask]]:
+        """Advance to ``step`` (a batch of ``task``); the new training masks of the
+        tasks whose masks changed, or None."""
 
 
 class MaskedTraining:
@@ -133,6 +152,11 @@ class MaskedTraining:
         # task, the optimizers' moments are exactly zero at its pruned entries.
         self._trained_mask: Optional[str] = ""
         self._weights_unzeroed = False  # by the current step's pre-hook
+        self._schedule: Optional[MaskSchedule] = None
+        self._scheduled_optimizer: Optional[int] = None
+        # With freeze and a schedule: the union of the start masks, which holds every
+        # mask the schedule gives (see set_schedule).
+        self._past_trainable: Optional[Mask] = None
 
     @typechecked
     def check_model(self, model: nn.Module, task_names: Sequence[str]) -> None:
@@ -298,6 +322,11 @@ class MaskedTraining:
         # After the restrictions' post-hooks: frozen entries are back when re-read.
         for optim in optimizers:
             optim.register_step_post_hook(lambda *_: self._after_step())
+        if optimizers:
+            self._scheduled_optimizer = id(optimizers[0])
+            optimizers[0].register_step_post_hook(
+                lambda opt, *_: self._advance_schedule(module, opt)
+            )
 
     def _single_task_window(self) -> bool:
         """Whether every task of the window has the mask applied in place."""
@@ -359,6 +388,83 @@ class MaskedTraining:
         else:
             self._trained_mask = None
 
+    # ----------------------------------------------------------------- mask schedules
+    @typechecked
+    def set_schedule(self, schedule: MaskSchedule) -> None:
+        """Step ``schedule`` after every step of the first bound optimizer and install
+        the masks it gives (:meth:`replace_masks`).
+
+        With ``freeze`` every task of the mask set must train, and the union of the
+        masks it replaces must stay within the union of the start masks (true of
+        Dynamic ASR Pathways: with the residual, the union of all training masks is
+        every entry; without it, masks only shrink); the frozen scope is then that
+        of the start masks.
+
+        Raises:
+            MaskedTrainingError: With ``freeze``, train tasks that are not all tasks.
+        """
+        if self.restricts_updates:
+            if set(self.train_tasks) != set(self.masks.tasks):
+                raise MaskedTrainingError(
+                    "a mask schedule with update_outside_mask: freeze trains every "
+                    f"task of the mask set ({', '.join(self.masks.tasks)}), not only "
+                    f"{', '.join(self.train_tasks)}"
+                )
+            self._past_trainable = self.frozen_scope()[0]
+        self._schedule = schedule
+
+    @property
+    def schedule(self) -> Optional[MaskSchedule]:
+        """The run's mask schedule, or None (fixed masks)."""
+        return self._schedule
+
+    def _advance_schedule(self, module: nn.Module, optimizer: Optimizer) -> None:
+        if self._schedule is None or id(optimizer) != self._scheduled_optimizer:
+            return
+        if not self._window:
+            raise MaskedTrainingError(
+                "an optimizer step without a batch: the mask schedule needs its task"
+            )
+        step = self._schedule.last_step + 1
+        weights: Dict[str, torch.Tensor] = {}
+        if self._schedule.due(step):
+            self.restore()  # the schedule ranks the real weights
+            params = dict(module.named_parameters())
+            weights = {n: params[n].detach() for n in self.masks.names}
+        # One task per step (the task iterator); with several, the last one's.
+        new = self._schedule.after_step(step, self._window[-1], weights)
+        if new:
+            self.replace_masks(new)
+
+    @typechecked
+    def replace_masks(self, masks: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        """Install new masks for some tasks between two optimizer steps.
+
+        The weights get their set-aside values back first; the next batch applies its
+        task's new mask. Every cached view of the old masks is dropped, and the
+        optimizers' moments are no longer known to be zero at pruned entries.
+
+        Args:
+            masks: Task → (parameter name → mask), for tasks of the mask set.
+
+        Raises:
+            MaskedTrainingError: A task not in the mask set.
+            MaskError: An invalid mask (nothing is replaced then).
+        """
+        unknown = sorted(set(masks) - set(self.masks.tasks))
+        if unknown:
+            raise MaskedTrainingError(
+                f"replace_masks: task(s) {unknown} not in the mask set"
+            )
+        self.restore()
+        validated = MaskSet(self.masks.shapes, masks)  # all or nothing
+        for task in validated.tasks:
+            self.masks.set_mask(task, validated.mask(task))
+        self._same.clear()
+        self._cast_masks = {}
+        self._restricted_to = None
+        self._trained_mask = None
+
     def _moments_zero_outside(self, task: str) -> bool:
         return self._trained_mask == "" or (
             self._trained_mask is not None and self._same_mask(self._trained_mask, task)
@@ -369,13 +475,16 @@ class MaskedTraining:
         """What the run keeps exact: (union of the train tasks' masks, unmasked policy).
 
         Entries outside the union (and, with ``unmasked_update: freeze``, every
-        parameter no mask covers) keep their starting values; None when updates are
-        not restricted.
+        parameter no mask covers) keep their starting values; with a schedule, the
+        union is that of the start masks. None when updates are not restricted.
         """
         if not self.restricts_updates:
             return None
         union = {n: m.clone() for n, m in self.masks.mask(self.train_tasks[0]).items()}
         for task in self.train_tasks[1:]:
             for n, m in self.masks.mask(task).items():
+                union[n] |= m
+        if self._past_trainable is not None:  # the start masks of a schedule
+            for n, m in self._past_trainable.items():
                 union[n] |= m
         return union, self.unmasked_update

@@ -42,6 +42,7 @@ from espnet_pruning.train.checkpoints import (
     restart_hint,
 )
 from espnet_pruning.train.parp_training import parse_parp_conf, reprune_at_epoch_start
+from espnet_pruning.train.pathways_training import PathwaysSchedule, drop_old_states
 
 
 @dataclasses.dataclass
@@ -149,29 +150,53 @@ class USLUTrainer(Trainer):
             commit(stage)
             release_stage(stage, kwargs["reporter"].get_epoch())
         options = kwargs["options"]
+        model = kwargs["model"]
+        model = getattr(model, "module", model)
+        epoch = kwargs["reporter"].get_epoch()
         if getattr(options, "parp_conf", None):
-            model = kwargs["model"]
-            reprune_at_epoch_start(
-                getattr(model, "module", model),
-                options.parp_conf,
-                kwargs["reporter"].get_epoch(),
-                options.max_epoch,
-            )
-        return super().train_one_epoch(*args, **kwargs)
+            reprune_at_epoch_start(model, options.parp_conf, epoch, options.max_epoch)
+        result = super().train_one_epoch(*args, **kwargs)
+        schedule = _pathways_schedule(model)
+        if schedule is not None and (not dist.distributed or dist.dist_rank == 0):
+            # Committed with this epoch's checkpoint, which ESPnet writes next.
+            stage = Path(options.output_dir)
+            schedule.save(stage, epoch)
+            drop_old_states(stage.parent, epoch)
+        return result
 
     @staticmethod
     def resume(checkpoint, *args, **kwargs) -> None:
-        """ESPnet's resume; a checkpoint that cannot be read is one named error."""
+        """ESPnet's resume; a checkpoint that cannot be read is one named error.
+
+        A Dynamic Pathways run also continues its mask schedule from the state of
+        the checkpoint's epoch.
+        """
+        path = Path(checkpoint)
+        output_dir = path.parent.parent if path.parent.name == STAGE else path.parent
         try:
             Trainer.resume(checkpoint, *args, **kwargs)
         except (RuntimeError, EOFError, OSError, KeyError, ValueError) as e:
-            path = Path(checkpoint)
-            path = path.parent.parent / path.name if path.parent.name == STAGE else path
             raise CheckpointError(
-                f"{path}: cannot resume from it ({type(e).__name__}: "
-                f"{str(e).splitlines()[0] if str(e) else ''}); "
-                + restart_hint(path.parent)
+                f"{output_dir / path.name}: cannot resume from it "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                + restart_hint(output_dir)
             ) from e
+        model = kwargs["model"]
+        schedule = _pathways_schedule(getattr(model, "module", model))
+        if schedule is not None:
+            epoch = kwargs["reporter"].get_epoch()
+            schedule.load(output_dir, epoch)
+            model = getattr(model, "module", model)
+            model.masked_training.replace_masks(schedule.training_masks())
+            logging.info(
+                f"Dynamic Pathways: resumed at step {schedule.last_step} (epoch {epoch})"
+            )
+
+
+def _pathways_schedule(model: torch.nn.Module) -> Optional[PathwaysSchedule]:
+    training = getattr(model, "masked_training", None)
+    schedule = training.schedule if training is not None else None
+    return schedule if isinstance(schedule, PathwaysSchedule) else None
 
 
 def repair_averaged(

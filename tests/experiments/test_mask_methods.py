@@ -15,6 +15,7 @@ from espnet_pruning.experiments.mask_methods import (
     parp_hparams,
 )
 from espnet_pruning.pruning.masks import MaskSet
+from espnet_pruning.pruning.pathways import mask_to_blocks
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.select import num_to_prune
 from espnet_pruning.pruning.storage import load_masks, save_masks
@@ -43,6 +44,7 @@ def test_parp_options_come_from_the_level_and_the_method_config():
 def test_every_registered_method_cites_its_spec():
     root = Path(__file__).resolve().parents[2]
     assert sorted(MASK_METHODS) == [
+        "dynamic_pathways",
         "imp_lth",
         "parp",
         "parp_p",
@@ -136,6 +138,42 @@ def test_s3_router_p_at_level_2_keeps_64_percent_of_ffn_and_attention(setup, tmp
             assert kept[name] == expected, name
     log = json.loads((out / "s3_router.json").read_text())
     assert (log["keep_ratio"], log["modules"], log["init"]) == (0.64, "both", "wmi")
+
+
+def test_dynamic_pathways_with_the_paper_settings_ends_at_the_target_in_blocks(
+    setup, tmp_path, caplog
+):
+    """The recipe's method config (8×1 blocks, n = 100, T = 730): the tiny run is far
+    shorter than T, so the driver takes the prune steps on the run's final weights,
+    says so, and every tensor ends at the level's sparsity in blocks."""
+    caplog.set_level("WARNING")
+    root = Path(__file__).resolve().parents[2]
+    conf = root / "egs2/uslu7/slu1/conf/mask_methods/dynamic_pathways.yaml"
+    out = tmp_path / "round2"
+    _find(
+        setup,
+        out,
+        "--round",
+        "2",
+        "--mask_method",
+        "dynamic_pathways",
+        "--method_config",
+        str(conf),
+    )
+    masks = load_masks(out / "masks")
+    for task in TASKS:
+        for name, m in masks.mask(task).items():
+            units = mask_to_blocks(m, (8, 1))  # raises on a mixed block
+            n = units.numel()
+            assert int(units.sum()) == n - num_to_prune(n, 0.36), name
+    log = json.loads((out / "pathways.json").read_text())
+    assert (log["target_sparsity"], log["granularity"], log["init_sparsity"]) == (
+        0.36,
+        "block",
+        0.2,
+    )
+    assert log["run"]["prune_steps"] == 0 and log["prune_steps_after_run"] == 1
+    assert "1 prune step(s) taken on its final weights" in caplog.text
 
 
 def test_random_is_algorithm_1_with_random_masks(setup, tmp_path):

@@ -19,8 +19,9 @@
 #                                 merges the round → exp/find_masks/<kind>/round<r>/
 #                                 (--mask_method parp|parp_p: one PARP run per task and level
 #                                 instead; s3_router|s3_router_p: one S3-Router run of all
-#                                 tasks' scores over frozen θ0 per level; random: Algorithm 1
-#                                 with random masks)
+#                                 tasks' scores over frozen θ0 per level; dynamic_pathways: one
+#                                 multi-task run per level in which the masks adapt and shrink;
+#                                 random: Algorithm 1 with random masks)
 #  11  masked training (Alg. 2)   per level Q: multi_task under the masks, and the baselines
 #                                 (single_task: one θ_t per task; task_agnostic: one mask),
 #                                 each system and each single_task model its own job
@@ -115,7 +116,7 @@ prune_levels="2 5"       # Level Q of each pruned model: rounds of Algorithm 1 (
 prune_fraction=0.2       # p, fraction of a mask's remaining weights pruned per round (paper: 0.2).
 prune_strategy=global_magnitude     # Weights to prune: global_magnitude (paper), layerwise_magnitude, random.
 prune_seed=0             # Seed of Algorithm 1's task order.
-mask_method=imp_lth      # How stage 10 finds masks: imp_lth (Algorithm 1), random, parp, parp_p, s3_router, s3_router_p.
+mask_method=imp_lth      # How stage 10 finds masks: imp_lth (Algorithm 1), random, parp, parp_p, s3_router, s3_router_p, dynamic_pathways.
 method_config=""         # YAML of the method's own options (default: conf/mask_methods/<method>.yaml if present).
 compare_methods=""       # Stage 23: mask methods whose finished runs are compared, e.g. "imp_lth parp".
 prune_baselines="single_task task_agnostic"   # Table 1 baselines run besides multi_task.
@@ -197,7 +198,9 @@ Options:
                              # parp_p: PARP-P rising through the sparsities of levels 1..Q;
                              # s3_router: S3-Router, per-task scores over frozen θ0 (ORI, FFN),
                              # masks keep 1-(1-p)^Q of the routed weights out;
-                             # s3_router_p: S3-Router-P (WMI, FFN and attention).
+                             # s3_router_p: S3-Router-P (WMI, FFN and attention);
+                             # dynamic_pathways: Dynamic ASR Pathways, one multi-task run from
+                             # a shared magnitude mask of θ0, masks adapting and pruned to 1-(1-p)^Q.
                              # Other than imp_lth, stages 10-22 write into \${expdir}/<method>/.
     --method_config          # YAML of the method's own options, e.g. PARP's reprune_interval
                              # (default: conf/mask_methods/<method>.yaml if present).
@@ -303,13 +306,13 @@ uslu_exp="${expdir}/uslu_${tag}"
 method_dir_of() {  # $1: mask method → its result directory
     case "$1" in
         imp_lth) echo "${expdir}" ;;
-        random|parp|parp_p|s3_router|s3_router_p) echo "${expdir}/$1" ;;
-        *) log "ERROR: mask method $1: use imp_lth, random, parp, parp_p, s3_router or s3_router_p"; return 1 ;;
+        random|parp|parp_p|s3_router|s3_router_p|dynamic_pathways) echo "${expdir}/$1" ;;
+        *) log "ERROR: mask method $1: use imp_lth, random, parp, parp_p, s3_router, s3_router_p or dynamic_pathways"; return 1 ;;
     esac
 }
 method_dir=$(method_dir_of "${mask_method}") || exit 1
-case "${mask_method}" in s3_router|s3_router_p)
-    # One score set per task over frozen weights: no mask from mixed data.
+case "${mask_method}" in s3_router|s3_router_p|dynamic_pathways)
+    # One score set (or pathway) per task: no mask from mixed data.
     if in_list task_agnostic "${prune_baselines}"; then
         log "ERROR: --mask_method ${mask_method} has no task_agnostic baseline; use --prune_baselines single_task or \"\""
         exit 2
@@ -601,8 +604,9 @@ schedule_config() {  # $1: overlay, $2: output
 
 # Algorithm 1 and random build level Q from level Q-1; PARP starts every level from θ0.
 per_round_method() { [ "${mask_method}" = imp_lth ] || [ "${mask_method}" = random ]; }
-# S3-Router trains every task's scores in one run (the weights are frozen): no job per task.
-one_run_method() { [ "${mask_method}" = s3_router ] || [ "${mask_method}" = s3_router_p ]; }
+# S3-Router trains every task's scores in one run (the weights are frozen), Dynamic Pathways
+# every task's pathway in one run over shared weights: no job per task.
+one_run_method() { case "${mask_method}" in s3_router|s3_router_p|dynamic_pathways) return 0 ;; esac; return 1; }
 find_masks_job() {  # $1: mask kind, $2: round, $3: log, $4: job command; the rest: more uslu_find_masks options
     local kind=$1 round=$2 logf=$3 job_cmd=$4 _agnostic="" _before=0 _method=""; shift 4
     [ "${kind}" = task_agnostic ] && _agnostic="--task_agnostic"
