@@ -1,6 +1,7 @@
 """UniverSLU as an ESPnet task: Whisper encoder-decoder with task-specifier prompts."""
 
 import argparse
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
 from espnet2.samplers.build_batch_sampler import build_batch_sampler
-from espnet2.tasks.abs_task import AbsTask, IteratorOptions
+from espnet2.tasks.abs_task import AbsTask, IteratorOptions, optim_classes
 from espnet2.torch_utils.initialize import initialize
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
@@ -26,6 +27,12 @@ from espnet_pruning.errors import DataError
 from espnet_pruning.fileio import read_kaldi_map, read_yaml
 from espnet_pruning.pruning.storage import load_masks
 from espnet_pruning.specifiers import TaskRegistry
+from espnet_pruning.train.hard_concrete_training import (
+    HardConcreteConfError,
+    TaskGates,
+    optimizer_groups,
+    parse_hard_concrete_conf,
+)
 from espnet_pruning.train.masked_training import MaskedTraining
 from espnet_pruning.train.pathways_training import (
     PathwaysConfError,
@@ -155,6 +162,18 @@ class USLUTask(AbsTask):
             help="learn per-task top-k scores over frozen weights (keys: keep_ratio, "
             "modules, init, scope, seed, init_scale, pruning_scope, tasks (default: "
             "--train_tasks), train_unrouted); empty: off",
+        )
+        group = parser.add_argument_group("HJ-Pruning (per-task Hard-Concrete gates)")
+        group.add_argument(
+            "--hard_concrete_conf",
+            action=NestedDictAction,
+            default=dict(),
+            help="learn per-task Hard-Concrete gates over attention heads and FFN units "
+            "jointly with the weights, the expected sparsity held at a ramped target "
+            "by an augmented Lagrangian (keys: target_sparsity, sparsity_warmup_steps "
+            "in optimizer steps, head_init_drop, ffn_init_drop, variant, "
+            "mac_input_seconds, mac_text_length, reg_lr, tasks (default: "
+            "--train_tasks), seed); empty: off",
         )
         group = parser.add_argument_group(
             "Per-task batch schedule (--iterator_type task)"
@@ -418,7 +437,49 @@ class USLUTask(AbsTask):
             cls.restrict_trainable(model, args.update_only)
         if getattr(args, "s3_router_conf", None):
             cls.attach_score_router(args, model)
+        if getattr(args, "hard_concrete_conf", None):
+            cls.attach_task_gates(args, model)
         return model
+
+    @classmethod
+    def attach_task_gates(
+        cls, args: argparse.Namespace, model: ESPnetUSLUModel
+    ) -> TaskGates:
+        """Give the model ``--hard_concrete_conf``'s per-task gates.
+
+        The resolved task list is written back into ``args.hard_concrete_conf`` (and
+        so into ``config.yaml``), so a model built from the config has the same gates
+        whatever its ``--train_tasks``.
+
+        Raises:
+            HardConcreteConfError: A bad conf, unknown tasks, or an exclusive option
+                set (``--mask_dir``, ``--s3_router_conf``, ``--parp_conf``,
+                ``--pathways_conf``).
+        """
+        conf = parse_hard_concrete_conf(args.hard_concrete_conf)
+        for option in ("mask_dir", "s3_router_conf", "parp_conf", "pathways_conf"):
+            if getattr(args, option, None):
+                raise HardConcreteConfError(
+                    f"--hard_concrete_conf and --{option} exclude each other"
+                )
+        train_tasks = getattr(args, "train_tasks", None)
+        tasks = list(conf.tasks or train_tasks or model.task_names)
+        unknown = sorted(set(tasks) - set(model.task_names))
+        if unknown:
+            raise HardConcreteConfError(
+                f"hard_concrete_conf: tasks {unknown} are not tasks of the model "
+                f"({', '.join(model.task_names)})"
+            )
+        args.hard_concrete_conf = {**args.hard_concrete_conf, "tasks": tasks}
+        gates = TaskGates(
+            model, dataclasses.replace(conf, tasks=tuple(tasks)), train_tasks
+        )
+        model.attach_task_gates(gates)
+        if len(gates.train_tasks) > 1 and not getattr(args, "unused_parameters", True):
+            # A batch of one task leaves the other tasks' gates without gradient.
+            args.unused_parameters = True
+            logging.info("HJ-Pruning: --unused_parameters true (one task per batch)")
+        return gates
 
     @classmethod
     def attach_score_router(
@@ -566,6 +627,7 @@ class USLUTask(AbsTask):
                 update_only=None,
                 s3_router_conf=None,
                 pathways_conf=None,
+                hard_concrete_conf=None,
             )
         )
         return cls.build_model(args), args
@@ -601,9 +663,26 @@ class USLUTask(AbsTask):
         )
 
     @classmethod
+    def _build_gate_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module):
+        """ESPnet's optimizer (``--optim``, ``--optim_conf``) over two parameter groups:
+        the weights, and the gates' ``log α`` and multipliers at ``reg_lr`` without
+        weight decay; ``log α`` is clamped after every step."""
+        optim_class = optim_classes.get(args.optim)
+        if optim_class is None:
+            raise ValueError(f"must be one of {list(optim_classes)}: {args.optim}")
+        gates = model.task_gates
+        groups = optimizer_groups(model, gates, args.optim_conf)
+        optimizer = optim_class(groups, **args.optim_conf)
+        optimizer.register_step_post_hook(lambda *_: gates.after_step())
+        return [optimizer]
+
+    @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module):
         """ESPnet's optimizers, bound to the model's masked training (if any)."""
-        optimizers = super().build_optimizers(args, model)
+        if getattr(model, "task_gates", None) is not None:
+            optimizers = cls._build_gate_optimizers(args, model)
+        else:
+            optimizers = super().build_optimizers(args, model)
         if model.masked_training is not None:
             model.masked_training.bind_optimizers(model, optimizers)
         return optimizers

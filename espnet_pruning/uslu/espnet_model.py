@@ -13,6 +13,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
+from espnet_pruning.train.hard_concrete_training import TaskGates
 from espnet_pruning.train.masked_training import MaskedTraining
 from espnet_pruning.train.s3_router_training import TaskScoreRouter
 from espnet_pruning.whisper.tokenizer import EOT, SOT
@@ -28,7 +29,8 @@ class ESPnetUSLUModel(AbsESPnetModel):
     Each utterance's task is read from its prompt ids (``prompt`` in the batch). The model
     keeps the prompt → task table as a plain attribute (not a buffer), so checkpoints hold
     only the Whisper weights under ESPnet's names (plus ``score_router.*`` with S3-Router,
-    see :meth:`attach_score_router`).
+    see :meth:`attach_score_router`, or ``task_gates.*`` with HJ-Pruning, see
+    :meth:`attach_task_gates`).
 
     Args:
         vocab_size: Token list size.
@@ -71,6 +73,7 @@ class ESPnetUSLUModel(AbsESPnetModel):
         self.prompt_to_task = {tuple(ids): name for name, ids in task_prompts.items()}
         self.masked_training = None
         self.score_router: Optional[TaskScoreRouter] = None
+        self.task_gates: Optional[TaskGates] = None
 
     def attach_score_router(self, router: TaskScoreRouter) -> None:
         """Route every batch through ``router`` (S3-Router, docs/methods.md §5).
@@ -95,6 +98,22 @@ class ESPnetUSLUModel(AbsESPnetModel):
         if outside:
             raise ValueError(f"routed weights outside encoder/decoder: {outside[:3]}")
         self.score_router = router
+
+    def attach_task_gates(self, gates: TaskGates) -> None:
+        """Gate every batch's heads and FFN units with its task's Hard-Concrete gates
+        (HJ-Pruning, docs/methods.md §2).
+
+        The gates become the submodule ``task_gates`` (their ``log α``, multipliers and
+        step counter are parameters and buffers of the model); a training batch's loss
+        gains its task's Lagrangian term
+        (:mod:`espnet_pruning.train.hard_concrete_training`).
+
+        Raises:
+            ValueError: If masked training or S3-Router is set.
+        """
+        if self.masked_training is not None or self.score_router is not None:
+            raise ValueError("Hard-Concrete gates exclude masks and S3-Router")
+        self.task_gates = gates
 
     @property
     def masked_training(self) -> Optional[MaskedTraining]:
@@ -174,6 +193,10 @@ class ESPnetUSLUModel(AbsESPnetModel):
         """
         if self.masked_training is not None:
             self.masked_training.use_masks(self, self.task_of_batch(**kwargs))
+        gate_task = None
+        if self.task_gates is not None:
+            gate_task = self.task_of_batch(**kwargs)
+            self.task_gates.use(self, gate_task)
         routed = None
         if self.score_router is not None:
             task = self.task_of_batch(**kwargs)
@@ -202,6 +225,11 @@ class ESPnetUSLUModel(AbsESPnetModel):
             ignore_label=self.ignore_id,
         )
         stats = dict(loss=loss.detach(), acc=acc)
+        if gate_task is not None:
+            term, gate_stats = self.task_gates.penalty(gate_task)
+            stats.update(gate_stats)
+            if self.training:
+                loss = loss + term.to(loss.dtype)
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
 

@@ -143,6 +143,47 @@ def test_mini_recipe_short_configuration(tmp_path):
     assert "exp/uslu_multi_task_q2 done, skipped" in out
     assert "exp/continual_ic/dense done, skipped" in out
 
+    # The related methods in short (docs/methods.md §6): one of each kind of run (per
+    # task on copies, scores over frozen θ0, one run of changing masks) at Q = 2, then
+    # stage 23's table of them beside Algorithm 1.
+    methods = ["parp", "s3_router", "dynamic_pathways"]
+    for method in methods:
+        proc = run_recipe(
+            recipe,
+            *SHORT,
+            "--mask_method",
+            method,
+            "--stage",
+            "10",
+            "--stop_stage",
+            "14",
+            "--prune_levels",
+            "2",
+            "--prune_baselines",
+            "",
+        )
+        assert proc.returncode == 0, method + proc.stderr[-3000:]
+        assert (recipe / "exp" / method / "uslu_multi_task_q2" / ".done").is_file()
+    proc = run_recipe(
+        recipe,
+        *SHORT,
+        "--stage",
+        "23",
+        "--stop_stage",
+        "23",
+        "--compare_methods",
+        " ".join(["imp_lth", *methods]),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = json.loads((recipe / "exp" / "methods_table.json").read_text())
+    rows = {(r["method"], r["level"]): r for r in table["rows"]}
+    assert {"imp_lth", *methods} <= {m for m, _ in rows}
+    for method in ("imp_lth", "parp", "dynamic_pathways"):  # S3-Router: FFN only
+        assert abs(rows[(method, 2)]["sparsity"] - 36.0) < 0.05, method
+        assert sorted(rows[(method, 2)]["scores"]) == sorted(TASKS)
+    assert rows[("s3_router", 2)]["sparsity"] < 36.0
+    assert "|dynamic_pathways|2|" in (recipe / "exp" / "methods_table.md").read_text()
+
 
 BASE = ROOT / "tools" / "downloads" / "whisper" / "base.pt"
 #: The pretrained path in a few steps per stage (README: the full run's command and results).
