@@ -104,6 +104,13 @@ def get_parser() -> config_argparse.ArgumentParser:
         default=None,
         help="decode the task's subnetwork of this mask set",
     )
+    group.add_argument(
+        "--compile_structures",
+        type=str2bool,
+        default=False,
+        help="with a structured mask set (--mask_method hard_concrete): decode each "
+        "task with a physically smaller model, its dropped heads and FFN units removed",
+    )
     group = parser.add_argument_group("Beam search")
     group.add_argument(
         "--batch_size",
@@ -264,7 +271,7 @@ def _decode(
 
 
 #: The options that make a job's model: consecutive jobs alike in these share one model.
-MODEL_KEYS = ("train_config", "model_file", "mask_dir", "ngpu")
+MODEL_KEYS = ("train_config", "model_file", "mask_dir", "compile_structures", "ngpu")
 
 
 class ModelCache:
@@ -293,6 +300,7 @@ class ModelCache:
                 prompt=prompt,
                 device="cuda" if args.ngpu > 0 else "cpu",
                 mask_dir=args.mask_dir,
+                compile_structures=args.compile_structures,
                 **search,
             )
             self.key = key

@@ -16,6 +16,7 @@ method                what it is                                               r
 ``s3_router``         S3-Router: scores over frozen θ0, ORI, FFN, per tensor   per level
 ``s3_router_p``       S3-Router-P: WMI, FFN and attention (θ0 is fine-tuned)   per level
 ``dynamic_pathways``  Dynamic ASR Pathways: one multi-task run from θ0         per level
+``hard_concrete``     HJ-Pruning: gates over heads and FFN units, structured   per level
 ====================  =======================================================  =========
 
 Per-round methods need level Q − 1's masks; per-level methods start from θ0 (their
@@ -31,9 +32,12 @@ from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
 from espnet_pruning.experiments.find_masks import FindMasksHparams, find_masks_round
+from espnet_pruning.experiments.hard_concrete_masks import MODES as HC_MODES
+from espnet_pruning.experiments.hard_concrete_masks import find_hard_concrete_masks
 from espnet_pruning.experiments.parp_masks import find_parp_masks
 from espnet_pruning.experiments.pathways_masks import find_pathways_masks
 from espnet_pruning.experiments.s3_router_masks import find_s3_router_masks
+from espnet_pruning.pruning.hard_concrete import HardConcreteHparams
 from espnet_pruning.pruning.parp import ParpHparams
 from espnet_pruning.pruning.pathways import DynamicPathwaysHparams
 from espnet_pruning.pruning.s3_router import S3RouterHparams
@@ -99,6 +103,12 @@ MASK_METHODS: Dict[str, MaskMethod] = {
             "dynamic_pathways",
             "Dynamic ASR Pathways: per-task masks adapt and shrink in one run",
             "docs/methods.md §3",
+            False,
+        ),
+        MaskMethod(
+            "hard_concrete",
+            "HJ-Pruning: Hard-Concrete gates remove whole heads and FFN units",
+            "docs/methods.md §2",
             False,
         ),
     )
@@ -230,6 +240,40 @@ def pathways_hparams(
 
 
 @typechecked
+def hard_concrete_hparams(
+    fraction: float, level: int, conf: Mapping[str, Any]
+) -> Tuple[HardConcreteHparams, str, int]:
+    """HJ-Pruning's hyperparameters at a level, its mode and seed.
+
+    The target expected sparsity of the gated structures is ``level_sparsity(p, Q)``;
+    the config may set every other field, ``mode`` (``single_task``, the paper's, or
+    ``multi_task``) and ``seed``.
+
+    Raises:
+        InputError: ``target_sparsity`` or an unknown key in the config, a bad value.
+
+    Examples:
+        >>> hp, mode, seed = hard_concrete_hparams(0.2, 2, {"mode": "multi_task"})
+        >>> hp.target_sparsity, hp.variant, mode, seed
+        (0.36, 'size', 'multi_task', 0)
+    """
+    conf = dict(conf)
+    mode = conf.pop("mode", "single_task")
+    seed = conf.pop("seed", 0)
+    if mode not in HC_MODES:
+        raise InputError(f"hard_concrete config: mode {mode!r}: one of {HC_MODES}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"hard_concrete config: seed {seed!r}: an int")
+    hparams = _hparams_at_level(
+        HardConcreteHparams,
+        "hard_concrete",
+        conf,
+        dict(target_sparsity=level_sparsity(fraction, level)),
+    )
+    return hparams, mode, seed
+
+
+@typechecked
 def find_level_masks(
     method: str,
     init_param: Path,
@@ -256,7 +300,9 @@ def find_level_masks(
         method_conf: The method's own options (PARP: ``reprune_interval``, ``scope``;
             S3-Router: :class:`S3RouterHparams` fields but ``keep_ratio``; Dynamic
             Pathways: :class:`DynamicPathwaysHparams` fields but
-            ``target_sparsity``, and ``init_sparsity``).
+            ``target_sparsity``, and ``init_sparsity``; HJ-Pruning:
+            :class:`HardConcreteHparams` fields but ``target_sparsity``, ``mode``,
+            ``seed``).
         only_tasks: Run only these tasks; a later call without them merges.
 
     Returns:
@@ -285,6 +331,19 @@ def find_level_masks(
             find_hparams,
             level,
             only_tasks=only_tasks,
+        )
+    if method == "hard_concrete":
+        hparams, mode, seed = hard_concrete_hparams(find_hparams.fraction, level, conf)
+        return find_hard_concrete_masks(
+            init_param,
+            mask_dir,
+            output_dir,
+            train_args,
+            hparams,
+            mode=mode,
+            seed=seed,
+            only_tasks=only_tasks,
+            task_agnostic=find_hparams.task_agnostic,
         )
     if method == "dynamic_pathways":
         hparams, init_sparsity = pathways_hparams(find_hparams.fraction, level, conf)

@@ -14,6 +14,7 @@ from whisper.audio import N_FFT
 from espnet_pruning.errors import DataError, InputError
 from espnet_pruning.inference.packing import unpack_system
 from espnet_pruning.pruning.storage import load_masks
+from espnet_pruning.pruning.structured import compile_masked
 from espnet_pruning.pruning.switch import TaskSwitcher
 from espnet_pruning.tasks.uslu import USLUTask
 from espnet_pruning.whisper.beam_search import WhisperBeamSearch
@@ -50,6 +51,10 @@ class Speech2Text:
         minlenratio: Minimum length ratio.
         nbest: Number of hypotheses returned.
         normalize_length: Rank ended hypotheses by length-normalised score.
+        compile_structures: With a structured mask set (HJ-Pruning): decode each task
+            with a physically smaller copy of the model, its dropped heads and FFN units
+            removed (:func:`~espnet_pruning.pruning.structured.compile_masked`), instead
+            of the masked weights.
         mask_dir: Mask set to decode the task's subnetwork with (overrides the one in
             ``train_config``, if any).
         prompt: Prompt tokens for a task not in the run's specifiers (see
@@ -75,6 +80,7 @@ class Speech2Text:
         mask_dir: Optional[Union[str, os.PathLike]] = None,
         kv_cache: bool = True,
         prompt: Optional[str] = None,
+        compile_structures: bool = False,
     ):
         model, train_args = USLUTask.build_model_from_file(
             train_config, model_file, device
@@ -87,7 +93,17 @@ class Speech2Text:
         elif model.masked_training is not None:
             masks = model.masked_training.masks
         model.masked_training = None
-        self.switcher = TaskSwitcher(model, masks) if masks is not None else None
+        # A structured mask set (HJ-Pruning) can instead give each task a physically
+        # smaller model: its dropped heads and FFN units removed.
+        self._dense: Optional[torch.nn.Module] = None
+        self._masks = None
+        if compile_structures:
+            if masks is None:
+                raise InputError("compile_structures needs a mask set (--mask_dir)")
+            self._dense, self._masks = model.eval(), masks
+            self.switcher = None
+        else:
+            self.switcher = TaskSwitcher(model, masks) if masks is not None else None
         self.model = model.eval()
         self.train_args = train_args
         self.registry = USLUTask.task_registry(train_args)
@@ -152,6 +168,14 @@ class Speech2Text:
         """Search with these settings from now on (the arguments of the same names of
         :class:`Speech2Text`); the model, task and prompt stay. Costs no model load: a
         decoding job reuses one model for every test set, each with its own settings."""
+        self._search = dict(
+            beam_size=beam_size,
+            penalty=penalty,
+            maxlenratio=maxlenratio,
+            minlenratio=minlenratio,
+            nbest=nbest,
+            normalize_length=normalize_length,
+        )
         model = self.model
         vocab = len(model.token_list)
         decoder = model.decoder if self.kv_cache else FullPrefixScorer(model.decoder)
@@ -205,6 +229,23 @@ class Speech2Text:
         self.task = task
         if self.switcher is not None:
             self.switcher.switch(task)
+        if self._dense is not None:
+            self._compile(task)
+
+    def _compile(self, task: str) -> None:
+        """Decode with ``task``'s compiled model (the dense one for a task without a
+        mask); the search is rebuilt around it."""
+        if task not in self._masks:
+            self.model = self._dense
+        else:
+            try:
+                self.model = compile_masked(self._dense, self._masks.mask(task)).eval()
+            except ValueError as e:
+                raise InputError(
+                    f"{self._masks.source or 'mask set'}: task {task}: cannot compile "
+                    f"it ({e})"
+                ) from None
+        self.set_search(**self._search)
 
     def hypothesis_ids(self, yseq: List[int]) -> List[int]:
         """Token ids of a hypothesis without primer, end token and prompt-like tokens."""

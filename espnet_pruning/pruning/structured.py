@@ -512,23 +512,144 @@ def compile_pruned(model: nn.Module, gates: GateSet) -> nn.Module:
     if tuple(structures(model)) != gates.structures:
         raise ValueError("the model's structures differ from the gates'")
     with torch.no_grad():
-        return _compile(model, gates)
+        # The hooks are bound to ``gates``: keep it shared, not copied, then drop them.
+        pruned = copy.deepcopy(model, memo={id(gates): gates})
+        ids = gates._hook_ids()
+        for module in pruned.modules():
+            for hooks in (
+                module._forward_pre_hooks,
+                module._forward_hooks,
+                module._forward_hooks_always_called,
+            ):
+                for i in ids:
+                    hooks.pop(i, None)
+        return _compile(pruned, gates.structures, gates.eval_gates())
 
 
-def _compile(model: nn.Module, gates: GateSet) -> nn.Module:
-    values = gates.eval_gates()
-    # The hooks are bound to ``gates``: keep it shared, not copied, then drop the hooks.
-    pruned = copy.deepcopy(model, memo={id(gates): gates})
-    ids = gates._hook_ids()
-    for module in pruned.modules():
-        for hooks in (
-            module._forward_pre_hooks,
-            module._forward_hooks,
-            module._forward_hooks_always_called,
-        ):
-            for i in ids:
-                hooks.pop(i, None)
-    for s in gates.structures:
+# --------------------------------------------------------------------- structured masks
+def _unit_slices(s: Structure) -> Dict[str, Tuple[int, int]]:
+    """Weight name (relative to the structure) → (axis, unit width) of its units."""
+    if s.kind == "ffn":
+        return {"0.weight": (0, 1), "2.weight": (1, 1)}
+    w = s.unit_width
+    return {"query.weight": (0, w), "key.weight": (0, w), "value.weight": (0, w)} | {
+        "out.weight": (1, w)
+    }
+
+
+@typechecked
+def structured_mask(
+    model: nn.Module,
+    kept: Mapping[str, torch.Tensor],
+    shapes: Mapping[str, Tuple[int, ...]],
+) -> Dict[str, torch.Tensor]:
+    """Weight masks (1 = kept) that remove whole heads and FFN units.
+
+    A dropped head loses its ``query``/``key``/``value`` rows and ``out`` columns, a
+    dropped FFN unit its ``mlp.0`` row and ``mlp.2`` column (biases are not masked: a
+    dropped unit's output column is zero, so its bias reaches nothing). Masked training
+    under such a mask equals the model without those structures
+    (:func:`compile_masked`).
+
+    Args:
+        model: The model (its :func:`structures`).
+        kept: Structure name → bool vector over its units (1 = kept); structures
+            not named keep every unit.
+        shapes: The weight tensors to mask (a mask set's ``shapes``): every one gets a
+            mask; those of no structure stay all ones.
+
+    Returns:
+        Weight name → bool mask of that shape.
+
+    Raises:
+        ValueError: An unknown structure or a vector of the wrong length.
+    """
+    found = {s.name: s for s in structures(model)}
+    unknown = sorted(set(kept) - set(found))
+    if unknown:
+        raise ValueError(f"no such structure(s): {unknown[:3]}")
+    masks = {n: torch.ones(shape, dtype=torch.bool) for n, shape in shapes.items()}
+    for name, vector in kept.items():
+        s = found[name]
+        if tuple(vector.shape) != (s.count,):
+            raise ValueError(f"{name}: {tuple(vector.shape)} gates for {s.count} units")
+        for weight, (axis, width) in _unit_slices(s).items():
+            full = f"{name}.{weight}"
+            if full not in masks:
+                continue
+            keep = vector.bool().cpu().repeat_interleave(width)
+            if axis == 0:
+                masks[full] &= keep[:, None]
+            else:
+                masks[full] &= keep[None, :]
+    return masks
+
+
+@typechecked
+def kept_units_of_mask(
+    model: nn.Module, mask: Mapping[str, torch.Tensor]
+) -> Dict[str, torch.Tensor]:
+    """The units a structured weight mask keeps (the inverse of :func:`structured_mask`).
+
+    Read from the ``out`` / ``mlp.2`` columns; every other weight of a unit present in
+    ``mask`` must agree.
+
+    Raises:
+        ValueError: A mask that is not structured (a unit partly kept), or without the
+            ``out`` / ``mlp.2`` weight of a structure.
+    """
+    kept = {}
+    for s in structures(model):
+        slices = _unit_slices(s)
+        key = f"{s.name}.{'2.weight' if s.kind == 'ffn' else 'out.weight'}"
+        if key not in mask:
+            raise ValueError(f"{key}: not in the mask; its units cannot be read")
+        whole_units = {}
+        for weight, (axis, _) in slices.items():
+            full = f"{s.name}.{weight}"
+            if full not in mask:
+                continue
+            m = mask[full].bool().cpu()
+            units = (m if axis == 0 else m.t()).reshape(s.count, -1)
+            whole = units.all(dim=1)
+            if bool((units.any(dim=1) & ~whole).any()):
+                raise ValueError(f"{full}: not a structured mask (a unit partly kept)")
+            whole_units[full] = whole
+        kept[s.name] = whole_units[key]
+        for full, whole in whole_units.items():
+            if not torch.equal(whole, kept[s.name]):
+                raise ValueError(f"{full}: keeps other units than {key}")
+    return kept
+
+
+@typechecked
+def compile_masked(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A physically smaller copy of ``model`` without the heads and FFN units a
+    structured mask drops (:func:`structured_mask`); its outputs equal the masked
+    model's, and it has as many parameters fewer as the mask prunes in those units'
+    weights (plus the dropped rows' biases).
+
+    Raises:
+        ValueError: A mask that is not structured.
+    """
+    kept = kept_units_of_mask(model, mask)
+    with torch.no_grad():
+        pruned = copy.deepcopy(model)
+        return _compile(
+            pruned,
+            tuple(structures(model)),
+            {n: k.to(torch.float32) for n, k in kept.items()},
+        )
+
+
+def _compile(
+    pruned: nn.Module,
+    found: Tuple[Structure, ...],
+    values: Mapping[str, torch.Tensor],
+) -> nn.Module:
+    """Remove, in ``pruned`` itself, every unit whose gate value is 0 and fold the
+    others' values into the output projections."""
+    for s in found:
         z = values[s.name].to(torch.float32)
         keep = torch.nonzero(z > 0).flatten()
         parent_name, _, attr = s.name.rpartition(".")

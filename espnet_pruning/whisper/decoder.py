@@ -18,6 +18,18 @@ from typeguard import typechecked
 from espnet_pruning.whisper.checkpoint import WhisperCheckpointError, build_whisper_part
 
 
+def _headless(attn: torch.nn.Module) -> bool:
+    """Whether an attention module has no heads (all pruned; it outputs its bias)."""
+    return not hasattr(attn, "query")
+
+
+def _project(attn: torch.nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    """``attn.key(x)`` or ``attn.value(x)``; (B, T, 0) for a headless attention."""
+    if _headless(attn):
+        return x[..., :0]
+    return getattr(attn, name)(x)
+
+
 class EncoderMemory:
     """Cross-attention keys and values of every decoder layer over a batch of encoder outputs.
 
@@ -160,9 +172,11 @@ class WhisperDecoder(AbsDecoder, BatchScorerInterface):
         self, xs: torch.Tensor, key_mask: Optional[torch.Tensor] = None
     ) -> EncoderMemory:
         blocks = self.decoders.blocks
+        # A cross-attention without heads (a compiled structured-pruned model) attends
+        # to nothing: an empty memory keeps the layer indexing.
         return EncoderMemory(
-            [b.cross_attn.key(xs) for b in blocks],
-            [b.cross_attn.value(xs) for b in blocks],
+            [_project(b.cross_attn, "key", xs) for b in blocks],
+            [_project(b.cross_attn, "value", xs) for b in blocks],
             key_mask,
         )
 
@@ -261,21 +275,31 @@ class WhisperDecoder(AbsDecoder, BatchScorerInterface):
         for layer, block in enumerate(dec.blocks):
             attn = block.attn
             h = block.attn_ln(x)
-            q, k, v = attn.query(h), attn.key(h), attn.value(h)
+            k, v = _project(attn, "key", h), _project(attn, "value", h)
             if past is not None:
                 k = torch.cat([past[2 * layer], k], dim=1)
                 v = torch.cat([past[2 * layer + 1], v], dim=1)
             kv += [k, v]
-            # Whisper's causal mask; a single new token attends to the whole prefix.
-            x = x + attn.out(attn.qkv_attention(q, k, v, dec.mask)[0])
+            if _headless(attn):
+                x = x + attn(h)[0]
+            else:
+                # Whisper's causal mask; a single new token attends to the whole prefix.
+                q = attn.query(h)
+                x = x + attn.out(attn.qkv_attention(q, k, v, dec.mask)[0])
             cross = block.cross_attn
-            # The hypotheses of one utterance share its memory: their queries are
-            # attended together, (N, l, D) -> (B, N / B * l, D), utterance-major.
-            q = cross.query(block.cross_attn_ln(x)).reshape(n_utt, -1, x.size(-1))
-            a = self._cross_attention(
-                cross, q, memory.keys[layer], memory.values[layer], memory.key_mask
-            )
-            x = x + cross.out(a.reshape(x.shape))
+            h = block.cross_attn_ln(x)
+            if _headless(cross):
+                x = x + cross(h)[0]
+            else:
+                # The hypotheses of one utterance share its memory: their queries are
+                # attended together, (N, l, H) -> (B, N / B * l, H), utterance-major
+                # (H = D, or fewer with pruned heads).
+                q = cross.query(h)
+                q = q.reshape(n_utt, -1, q.size(-1))
+                a = self._cross_attention(
+                    cross, q, memory.keys[layer], memory.values[layer], memory.key_mask
+                )
+                x = x + cross.out(a.reshape(n, length, -1))
             x = x + block.mlp(block.mlp_ln(x))
             if layer < len(dec.blocks) - 1:
                 x = self.dropout(x)

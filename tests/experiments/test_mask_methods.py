@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from tiny import driver_train_args, task_run_config
 
 from espnet_pruning.bin.uslu_find_masks import main
@@ -19,6 +20,7 @@ from espnet_pruning.pruning.pathways import mask_to_blocks
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.select import num_to_prune
 from espnet_pruning.pruning.storage import load_masks, save_masks
+from espnet_pruning.pruning.structured import kept_units_of_mask
 from espnet_pruning.tasks.uslu import USLUTask
 
 TASKS = ["asr_librispeech", "er_iemocap"]
@@ -45,6 +47,7 @@ def test_every_registered_method_cites_its_spec():
     root = Path(__file__).resolve().parents[2]
     assert sorted(MASK_METHODS) == [
         "dynamic_pathways",
+        "hard_concrete",
         "imp_lth",
         "parp",
         "parp_p",
@@ -174,6 +177,43 @@ def test_dynamic_pathways_with_the_paper_settings_ends_at_the_target_in_blocks(
     )
     assert log["run"]["prune_steps"] == 0 and log["prune_steps_after_run"] == 1
     assert "1 prune step(s) taken on its final weights" in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["single_task", "multi_task"])
+def test_hard_concrete_masks_remove_whole_heads_and_units(setup, tmp_path, mode):
+    """The recipe's method config: every task's mask is structured (whole heads and
+    FFN units), the kept units are those of the run's evaluation gates, and the
+    compiled task model has exactly the mask's parameters fewer (with the dropped
+    rows' biases)."""
+    root = Path(__file__).resolve().parents[2]
+    conf = tmp_path / "hc.yaml"
+    base = (
+        root / "egs2/mini_uslu/slu1/conf/mask_methods/hard_concrete.yaml"
+    ).read_text()
+    conf.write_text(base.replace("mode: single_task", f"mode: {mode}"))
+    out = tmp_path / "round2"
+    _find(
+        setup,
+        out,
+        "--round",
+        "2",
+        "--mask_method",
+        "hard_concrete",
+        "--method_config",
+        str(conf),
+    )
+    masks = load_masks(out / "masks")
+    log = json.loads((out / "hard_concrete.json").read_text())
+    assert (log["mode"], log["target_sparsity"], log["reg_lr"]) == (mode, 0.36, 0.05)
+    run = out / ("run" if mode == "multi_task" else TASKS[0])
+    model, _ = USLUTask.build_model_from_file(None, run / "2epoch.pth")
+    for task in TASKS:
+        kept = kept_units_of_mask(model, masks.mask(task))  # raises unless structured
+        assert {n: int(k.sum()) for n, k in kept.items()} == log["kept_units"][task]
+        if mode == "multi_task":
+            gates = model.task_gates.eval_gates(task)
+            assert all(torch.equal(kept[n], gates[n] > 0) for n in kept)
+    assert any(masks.kept(t) < masks.numel() for t in TASKS)  # something was dropped
 
 
 def test_random_is_algorithm_1_with_random_masks(setup, tmp_path):

@@ -84,3 +84,50 @@ def test_a_raw_prompt_decodes_a_task_outside_the_specifiers(tiny_trained, speech
     assert [raw(s) for s in speeches] == [named(s) for s in speeches]
     with pytest.raises(InputError, match="not in the token list"):
         raw.set_task("other", prompt="<|en|> <|nosuchtask|>")
+
+
+def test_compiled_structures_decode_like_the_masked_model(
+    tiny_trained, speeches, tmp_path
+):
+    """A structured mask (whole heads and FFN units, HJ-Pruning's kind): each task's
+    compiled model is smaller and decodes what the masked model decodes; a task
+    without structure loss decodes with the dense model; a mask that is not
+    structured is one named error."""
+    # Only this test of the module builds a mask set.
+    from espnet_pruning.pruning.masks import MaskSet
+    from espnet_pruning.pruning.scope import PruningScope
+    from espnet_pruning.pruning.storage import save_masks
+    from espnet_pruning.pruning.structured import structured_mask, structures
+    from espnet_pruning.tasks.uslu import USLUTask
+
+    model, _ = USLUTask.build_model_from_file(tiny_trained / "config.yaml", None)
+    masks = MaskSet.from_model(model, PruningScope(), ["er_iemocap", "ic_fsc"])
+    g = torch.Generator().manual_seed(0)
+    found = structures(model)
+    kept = {s.name: torch.rand(s.count, generator=g) < 0.7 for s in found}
+    for s in found:  # the decoder's first block without cross-attention and FFN
+        if s.name.startswith("decoder.") and ".0." in s.name and s.kind != "self_attn":
+            kept[s.name] = torch.zeros(s.count, dtype=torch.bool)
+    masks.set_mask("er_iemocap", structured_mask(model, kept, masks.shapes))
+    save_masks(masks, tmp_path / "masks")
+    masked = s2t(tiny_trained, mask_dir=tmp_path / "masks", beam_size=2)
+    compiled = s2t(
+        tiny_trained, mask_dir=tmp_path / "masks", beam_size=2, compile_structures=True
+    )
+    dense = sum(p.numel() for p in masked.model.parameters())
+    assert sum(p.numel() for p in compiled.model.parameters()) < dense
+    assert [compiled(s) for s in speeches] == [masked(s) for s in speeches]
+    compiled.set_task("asr_librispeech")  # no mask of its own: the dense model
+    assert sum(p.numel() for p in compiled.model.parameters()) == dense
+    bad = {n: m.clone() for n, m in masks.mask("er_iemocap").items()}
+    name = next(n for n in bad if n.endswith("mlp.0.weight"))
+    bad[name][0, 0] = not bool(bad[name][0, 0])
+    masks.set_mask("ic_fsc", bad)
+    save_masks(masks, tmp_path / "bad")
+    with pytest.raises(InputError, match="task ic_fsc: cannot compile it"):
+        s2t(
+            tiny_trained,
+            task="ic_fsc",
+            mask_dir=tmp_path / "bad",
+            compile_structures=True,
+        )

@@ -27,9 +27,12 @@ from espnet_pruning.pruning.structured import (
     GateSet,
     HeadlessAttention,
     UnitlessFFN,
+    compile_masked,
     compile_pruned,
     frames_for_seconds,
+    kept_units_of_mask,
     macs_per_unit,
+    structured_mask,
     structures,
 )
 
@@ -373,3 +376,72 @@ def test_compiled_model_decodes_incrementally_with_whisper_kv_cache(batch):
     for hook in hooks:
         hook.remove()
     torch.testing.assert_close(torch.cat(steps, 1), full, rtol=0, atol=1e-5)
+
+
+# --------------------------------------------------------------------- structured masks
+def _linear_shapes(model):
+    return {
+        n: tuple(p.shape)
+        for n, p in model.named_parameters()
+        if n.endswith(".weight") and p.dim() == 2 and "embedding" not in n
+    }
+
+
+def _kept_draw(model):
+    g = torch.Generator().manual_seed(4)
+    kept = {s.name: torch.rand(s.count, generator=g) < 0.6 for s in structures(model)}
+    kept["decoder.blocks.1.cross_attn"] = torch.zeros(H, dtype=torch.bool)
+    kept["encoder.blocks.1.mlp"] = torch.zeros(D_INT, dtype=torch.bool)
+    return kept
+
+
+def test_structured_mask_removes_whole_units_and_reads_back(batch):
+    model = tiny_whisper()
+    kept = _kept_draw(model)
+    mask = structured_mask(model, kept, _linear_shapes(model))
+    q = mask["encoder.blocks.0.attn.query.weight"]
+    out = mask["encoder.blocks.0.attn.out.weight"]
+    k0 = kept["encoder.blocks.0.attn"]
+    assert torch.equal(q[:, 0], k0.repeat_interleave(D_HEAD))  # rows by head
+    assert torch.equal(out[0, :], k0.repeat_interleave(D_HEAD))  # columns by head
+    fc2 = mask["decoder.blocks.0.mlp.2.weight"]
+    assert torch.equal(fc2[3], kept["decoder.blocks.0.mlp"])
+    assert bool(mask["encoder.blocks.1.mlp.0.weight"].logical_not().all())
+    got = kept_units_of_mask(model, mask)
+    assert all(torch.equal(got[n], kept[n]) for n in kept)
+    partial = dict(mask)
+    partial["decoder.blocks.0.mlp.0.weight"] = mask[
+        "decoder.blocks.0.mlp.0.weight"
+    ].clone()
+    partial["decoder.blocks.0.mlp.0.weight"][0, 0] = ~partial[
+        "decoder.blocks.0.mlp.0.weight"
+    ][0, 0]
+    with pytest.raises(ValueError, match="decoder.blocks.0.mlp.0.weight"):
+        kept_units_of_mask(model, partial)
+    with pytest.raises(ValueError, match="no such structure"):
+        structured_mask(model, {"nope": torch.ones(2)}, _linear_shapes(model))
+
+
+def test_compiled_masked_model_equals_the_masked_model_and_counts_parameters(batch):
+    mel, tokens, _ = batch
+    model = tiny_whisper().eval()
+    kept = _kept_draw(model)
+    mask = structured_mask(model, kept, _linear_shapes(model))
+    compiled = compile_masked(model, mask).eval()
+    masked = tiny_whisper().eval()
+    with torch.no_grad():
+        params = dict(masked.named_parameters())
+        for n, m in mask.items():
+            params[n].mul_(m)
+    assert (compiled(mel, tokens) - masked(mel, tokens)).abs().max().item() <= 1e-5
+    # Parameters: the pruned weight entries plus the dropped rows' biases.
+    pruned = sum(int((~m).sum()) for m in mask.values())
+    biases = sum(
+        int((~kept[s.name]).sum())
+        * (s.unit_width * 2 if s.kind != "ffn" else 1)  # query and value biases
+        for s in structures(model)
+    )
+    assert n_params(compiled) == n_params(model) - pruned - biases
+    assert isinstance(compiled.decoder.blocks[1].cross_attn, HeadlessAttention)
+    left = {s.name: s.count for s in structures(compiled)}
+    assert left == {n: int(k.sum()) for n, k in kept.items() if k.any()}

@@ -21,6 +21,8 @@
 #                                 instead; s3_router|s3_router_p: one S3-Router run of all
 #                                 tasks' scores over frozen θ0 per level; dynamic_pathways: one
 #                                 multi-task run per level in which the masks adapt and shrink;
+#                                 hard_concrete: HJ-Pruning, Hard-Concrete gates remove whole
+#                                 heads and FFN units, one run per task and level;
 #                                 random: Algorithm 1 with random masks)
 #  11  masked training (Alg. 2)   per level Q: multi_task under the masks, and the baselines
 #                                 (single_task: one θ_t per task; task_agnostic: one mask),
@@ -116,7 +118,7 @@ prune_levels="2 5"       # Level Q of each pruned model: rounds of Algorithm 1 (
 prune_fraction=0.2       # p, fraction of a mask's remaining weights pruned per round (paper: 0.2).
 prune_strategy=global_magnitude     # Weights to prune: global_magnitude (paper), layerwise_magnitude, random.
 prune_seed=0             # Seed of Algorithm 1's task order.
-mask_method=imp_lth      # How stage 10 finds masks: imp_lth (Algorithm 1), random, parp, parp_p, s3_router, s3_router_p, dynamic_pathways.
+mask_method=imp_lth      # How stage 10 finds masks: imp_lth (Algorithm 1), random, parp, parp_p, s3_router, s3_router_p, dynamic_pathways, hard_concrete.
 method_config=""         # YAML of the method's own options (default: conf/mask_methods/<method>.yaml if present).
 compare_methods=""       # Stage 23: mask methods whose finished runs are compared, e.g. "imp_lth parp".
 prune_baselines="single_task task_agnostic"   # Table 1 baselines run besides multi_task.
@@ -200,7 +202,9 @@ Options:
                              # masks keep 1-(1-p)^Q of the routed weights out;
                              # s3_router_p: S3-Router-P (WMI, FFN and attention);
                              # dynamic_pathways: Dynamic ASR Pathways, one multi-task run from
-                             # a shared magnitude mask of θ0, masks adapting and pruned to 1-(1-p)^Q.
+                             # a shared magnitude mask of θ0, masks adapting and pruned to 1-(1-p)^Q;
+                             # hard_concrete: HJ-Pruning, structured masks (whole heads and FFN units)
+                             # from Hard-Concrete gates at expected sparsity 1-(1-p)^Q.
                              # Other than imp_lth, stages 10-22 write into \${expdir}/<method>/.
     --method_config          # YAML of the method's own options, e.g. PARP's reprune_interval
                              # (default: conf/mask_methods/<method>.yaml if present).
@@ -306,8 +310,8 @@ uslu_exp="${expdir}/uslu_${tag}"
 method_dir_of() {  # $1: mask method → its result directory
     case "$1" in
         imp_lth) echo "${expdir}" ;;
-        random|parp|parp_p|s3_router|s3_router_p|dynamic_pathways) echo "${expdir}/$1" ;;
-        *) log "ERROR: mask method $1: use imp_lth, random, parp, parp_p, s3_router, s3_router_p or dynamic_pathways"; return 1 ;;
+        random|parp|parp_p|s3_router|s3_router_p|dynamic_pathways|hard_concrete) echo "${expdir}/$1" ;;
+        *) log "ERROR: mask method $1: use imp_lth, random, parp, parp_p, s3_router, s3_router_p, dynamic_pathways or hard_concrete"; return 1 ;;
     esac
 }
 method_dir=$(method_dir_of "${mask_method}") || exit 1
