@@ -98,6 +98,7 @@ from typeguard import typechecked
 from whisper.model import MultiHeadAttention, ResidualAttentionBlock
 
 from espnet_pruning.pruning.hard_concrete import HardConcrete, HardConcreteHparams
+from espnet_pruning.pruning.masks import MaskSet
 
 #: Encoder frames per second of audio after Whisper's conv front-end (1500 per 30 s).
 FRAMES_PER_SECOND = 50
@@ -620,6 +621,52 @@ def kept_units_of_mask(
             if not torch.equal(whole, kept[s.name]):
                 raise ValueError(f"{full}: keeps other units than {key}")
     return kept
+
+
+@typechecked
+def structure_overlap(model: nn.Module, masks: MaskSet) -> Dict[str, object]:
+    """Pairwise IoU of the tasks' kept heads and FFN units (structured masks).
+
+    Every head and every FFN unit counts as one element; per kind (``heads``: self-
+    and cross-attention heads, ``ffn_units``) and over all units (``overall``).
+
+    Args:
+        model: The model the masks are for (its :func:`structures`).
+        masks: Structured masks (:func:`structured_mask`) of every task.
+
+    Returns:
+        ``{"tasks": [...], "overall": [[...]], "heads": [[...]], "ffn_units": [[...]]}``,
+        ratios in ``[0, 1]`` (1 where two tasks keep nothing of a kind), the form of
+        :func:`~espnet_pruning.pruning.report.overlap_matrix` that the overlap figure
+        draws.
+
+    Raises:
+        ValueError: A mask that is not structured.
+    """
+    found = structures(model)
+    tasks = list(masks.tasks)
+    kept = {t: kept_units_of_mask(model, masks.mask(t)) for t in tasks}
+
+    def units(task: str, kinds: Tuple[str, ...]) -> torch.Tensor:
+        parts = [kept[task][s.name] for s in found if s.kind in kinds]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
+
+    out: Dict[str, object] = {"tasks": tasks}
+    for key, kinds in (
+        ("overall", KINDS),
+        ("heads", ("self_attn", "cross_attn")),
+        ("ffn_units", ("ffn",)),
+    ):
+        vectors = [units(t, kinds) for t in tasks]
+        matrix = []
+        for a in vectors:
+            row = []
+            for b in vectors:
+                union = int((a | b).sum())
+                row.append(1.0 if union == 0 else int((a & b).sum()) / union)
+            matrix.append(row)
+        out[key] = matrix
+    return out
 
 
 @typechecked

@@ -23,6 +23,7 @@ from espnet_pruning.pruning.hard_concrete import (
     HardConcrete,
     HardConcreteHparams,
 )
+from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.structured import (
     GateSet,
     HeadlessAttention,
@@ -32,6 +33,7 @@ from espnet_pruning.pruning.structured import (
     frames_for_seconds,
     kept_units_of_mask,
     macs_per_unit,
+    structure_overlap,
     structured_mask,
     structures,
 )
@@ -445,3 +447,22 @@ def test_compiled_masked_model_equals_the_masked_model_and_counts_parameters(bat
     assert isinstance(compiled.decoder.blocks[1].cross_attn, HeadlessAttention)
     left = {s.name: s.count for s in structures(compiled)}
     assert left == {n: int(k.sum()) for n, k in kept.items() if k.any()}
+
+
+def test_structure_overlap_counts_kept_units_by_kind():
+    model = tiny_whisper()
+    shapes = _linear_shapes(model)
+    found = structures(model)
+    a = {s.name: torch.ones(s.count, dtype=torch.bool) for s in found}
+    b = {s.name: torch.ones(s.count, dtype=torch.bool) for s in found}
+    b["encoder.blocks.0.attn"] = torch.tensor([True, False])  # 1 of 12 heads
+    b["decoder.blocks.0.mlp"] = torch.arange(D_INT) < 16  # 48 of 256 units dropped
+    masks = MaskSet.ones(["a", "b"], shapes)
+    masks.set_mask("a", structured_mask(model, a, shapes))
+    masks.set_mask("b", structured_mask(model, b, shapes))
+    got = structure_overlap(model, masks)
+    heads, units = 6 * H, 4 * D_INT  # 2 + 2 encoder, 4 + 4 decoder heads
+    assert got["tasks"] == ["a", "b"]
+    assert got["heads"] == [[1.0, (heads - 1) / heads], [(heads - 1) / heads, 1.0]]
+    assert got["ffn_units"][0][1] == (units - 48) / units
+    assert got["overall"][1][0] == (heads + units - 49) / (heads + units)

@@ -784,9 +784,16 @@ if run_stage 16; then
         ${python} -m espnet_pruning.bin.uslu_plots "${fig}" --mask_dir "$(masks_of multi_task "${max_level}")" \
             --output "${figures_dir}/${fig}_q${max_level}.png"
     done
+    if [ "${mask_method}" = hard_concrete ]; then  # structured masks: whole heads and units
+        ${python} -m espnet_pruning.bin.uslu_plots structures --mask_dir "$(masks_of multi_task "${max_level}")" \
+            --train_config "${uslu_exp}/config.yaml" --output "${figures_dir}/structures_q${max_level}.png"
+    fi
     # Linked relative to ${method_dir}/RESULTS.md.
     { echo "![task overlap, Q = ${max_level} (Figure 3)](figures/overlap_q${max_level}.png)"
       echo; echo "![sparsity per layer, Q = ${max_level}](figures/layers_q${max_level}.png)"
+      if [ "${mask_method}" = hard_concrete ]; then
+          echo; echo "![kept heads and FFN units shared by tasks, Q = ${max_level}](figures/structures_q${max_level}.png)"
+      fi
     } > "${method_dir}/mask_figures.md"
 fi
 
