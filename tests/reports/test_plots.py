@@ -226,3 +226,37 @@ def test_cli_writes_figures_and_names_bad_input(masks, tmp_path, capsys):
         code, _, err = _main(capsys, *args, "--output", tmp_path / "g.png")
         assert code == 1 and err.startswith("ERROR: ") and message in err, err
     assert not (tmp_path / "g.png").exists()
+
+
+def test_cli_draws_the_structure_overlap_of_structured_masks(
+    tiny_trained, tmp_path, capsys
+):
+    # Only this test needs a model's structures.
+    from espnet_pruning.pruning.scope import PruningScope
+    from espnet_pruning.pruning.structured import structured_mask, structures
+    from espnet_pruning.tasks.uslu import USLUTask
+
+    config = tiny_trained / "config.yaml"
+    model, _ = USLUTask.build_unmasked_model(config)
+    ms = MaskSet.from_model(model, PruningScope(), ["er_iemocap", "ic_fsc"])
+    found = structures(model)
+    kept = {s.name: torch.arange(s.count) % 2 == 0 for s in found}
+    ms.set_mask("er_iemocap", structured_mask(model, kept, ms.shapes))
+    save_masks(ms, tmp_path / "m")
+    out = tmp_path / "s.png"
+    code, stdout, _ = _main(
+        capsys, "structures", "--mask_dir", tmp_path / "m", "--train_config",
+        config, "--output", out,
+    )  # fmt: skip
+    assert code == 0 and stdout.strip() == str(out) and is_png(out)
+    bad = ms.mask("er_iemocap")
+    name = next(n for n in bad if n.endswith("mlp.0.weight"))
+    bad[name][0, 0] = not bool(bad[name][0, 0])
+    ms.set_mask("ic_fsc", bad)
+    save_masks(ms, tmp_path / "bad")
+    code, _, err = _main(
+        capsys, "structures", "--mask_dir", tmp_path / "bad", "--train_config",
+        config, "--output", tmp_path / "b.png",
+    )  # fmt: skip
+    assert code == 1 and err.startswith("ERROR: ") and "not a structured mask" in err
+    assert not (tmp_path / "b.png").exists()
