@@ -21,13 +21,12 @@ Run:
 """
 
 import argparse
-import statistics
-import time
 
 import torch
 from benchlib import N_VOCAB, SIZES
 from whisper.model import ModelDimensions, Whisper
 
+from espnet_pruning.inference.timing import interleaved_medians
 from espnet_pruning.pruning.hard_concrete import HardConcreteHparams
 from espnet_pruning.pruning.structured import GateSet, compile_pruned
 from espnet_pruning.whisper.checkpoint import init_whisper_parameters
@@ -66,15 +65,6 @@ def fixed_gates(
         log_alpha.fill_(-10.0)
         log_alpha[kept] = 10.0  # unclamped: the evaluation rule keeps exactly these
     return gates
-
-
-def timed(fn, repeats: int):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def main() -> None:
@@ -119,16 +109,8 @@ def main() -> None:
                         dense: (lambda: dense.decoder(tokens, audio)),
                         compiled: (lambda: compiled.decoder(tokens, audio_c)),
                     }
-                for fn in runs.values():  # warm-up
-                    fn()
-                times = {m: [] for m in runs}
-                for _ in range(args.repeats):  # interleaved
-                    for m, fn in runs.items():
-                        times[m] += timed(fn, 1)
-                results[part] = (
-                    statistics.median(times[dense]),
-                    statistics.median(times[compiled]),
-                )
+                medians = interleaved_medians(runs, args.repeats)
+                results[part] = (medians[dense], medians[compiled])
         n_dense = sum(p.numel() for p in dense.parameters())
         n_comp = sum(p.numel() for p in compiled.parameters())
         kept_struct = 1 - gates.removed_params() / gates.total_params()

@@ -9,7 +9,10 @@ this module reads
 * ``find_masks/multi_task/round<Q>/report.json`` (stage 10): the mean pairwise overlap
   (IoU) of the task masks and their union ratio;
 * ``continual_<run>/report.json`` (stage 20), when it exists: the forgetting of the
-  masked system ``masked_q<Q>`` (mean score loss on the other tasks).
+  masked system ``masked_q<Q>`` (mean score loss on the other tasks);
+* ``structure_speed_q<Q>.json`` (stage 16 of structured methods), when it exists: the
+  mean measured speed-up of the tasks' compiled models over the dense one
+  (``uslu_structure_speed``).
 
 and writes one table, the dense model's row first. Forgetting is signed so that a
 positive number is a loss (docs/methods.md §7.1 for the overlap, §1.5 for continual
@@ -112,6 +115,7 @@ def build_methods_table(
             overlap=None,
             union_ratio=None,
             forgetting={run: None for run in cl_runs},
+            speedup=None,
         )
     ]
     for m, table in zip(methods, tables):
@@ -131,6 +135,13 @@ def build_methods_table(
                 path = m.directory / f"continual_{run}" / "report.json"
                 forgot = _read_json(path)["forgetting"] if path.is_file() else {}
                 forgetting[run] = forgot.get(f"masked_q{level}")
+            speed = m.directory / f"structure_speed_q{level}.json"
+            speedup = None
+            if speed.is_file():
+                mean = _read_json(speed)["mean"]
+                speedup = dict(
+                    encoder=mean["encoder_speedup"], decoder=mean["decoder_speedup"]
+                )
             rows.append(
                 dict(
                     method=m.method,
@@ -142,6 +153,7 @@ def build_methods_table(
                     overlap=mean_overlap(report),
                     union_ratio=report["union_ratio"],
                     forgetting=forgetting,
+                    speedup=speedup,
                 )
             )
     return {"tasks": tasks, "cl_runs": list(cl_runs), "rows": rows}
@@ -162,6 +174,7 @@ def format_methods_markdown(table: Dict) -> str:
     ]
     header += ["overlap (%)", "union (%)"]
     header += [f"forgetting {run}" for run in table["cl_runs"]]
+    header += ["speed-up enc / dec"]
     lines = [
         "## Mask methods compared (multi-task systems)",
         "",
@@ -183,11 +196,19 @@ def format_methods_markdown(table: Dict) -> str:
             _cell(None if row["union_ratio"] is None else 100 * row["union_ratio"]),
         ]
         cells += [_cell(row["forgetting"][run], "{:+.2f}") for run in table["cl_runs"]]
+        speed = row.get("speedup")
+        cells.append(
+            "–"
+            if speed is None
+            else f"{speed['encoder']:.2f}× / {speed['decoder']:.2f}×"
+        )
         lines.append("|" + "|".join(cells) + "|")
     lines += [
         "",
         "Overlap: mean pairwise IoU of the task masks; union: share of the masked "
         "weights some task keeps; forgetting: mean score loss on the other tasks after "
-        "continual learning of the run's task (positive = worse).",
+        "continual learning of the run's task (positive = worse); speed-up: measured "
+        "throughput of the tasks' compiled models over the dense model (structured "
+        "methods only, mean over tasks; structure_speed_q<Q>.json).",
     ]
     return "\n".join(lines) + "\n"

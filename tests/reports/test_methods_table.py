@@ -56,10 +56,15 @@ def _write_method(root, overlap, union, forgetting=None):
 def test_one_row_per_method_and_level_after_the_dense_row(tmp_path):
     _write_method(tmp_path / "exp", 0.8, 0.95, forgetting=1.5)
     _write_method(tmp_path / "exp" / "parp", 0.9, 0.85)
+    hc = tmp_path / "exp" / "hard_concrete"
+    _write_method(hc, 0.7, 0.99)
+    speed = {"encoder_speedup": 1.5, "decoder_speedup": 1.25}
+    (hc / "structure_speed_q2.json").write_text(json.dumps({"mean": speed}))
     table = build_methods_table(
         [
             MethodResults.parse(f"imp_lth:{tmp_path / 'exp'}"),
             MethodResults.parse(f"parp:{tmp_path / 'exp' / 'parp'}"),
+            MethodResults.parse(f"hard_concrete:{hc}"),
         ],
         ["asr"],
     )
@@ -67,8 +72,11 @@ def test_one_row_per_method_and_level_after_the_dense_row(tmp_path):
         ("dense", 0),
         ("imp_lth", 2),
         ("parp", 2),
+        ("hard_concrete", 2),
     ]
-    imp, parp = table["rows"][1:]
+    imp, parp, structured = table["rows"][1:]
+    assert imp["speedup"] is None
+    assert structured["speedup"] == {"encoder": 1.5, "decoder": 1.25}
     assert (imp["overlap"], imp["union_ratio"], imp["forgetting"]) == (
         0.8,
         0.95,
@@ -77,9 +85,10 @@ def test_one_row_per_method_and_level_after_the_dense_row(tmp_path):
     assert parp["forgetting"] == {"asr": None}  # no continual run of parp
     assert parp["scores"] == {"asr": 12.0, "er": 65.0}
     text = format_methods_markdown(table)
-    assert "|imp_lth|2|70.0 / 90.0|12.0|65.0|80.0|95.0|+1.50|" in text
-    assert "|parp|2|70.0 / 90.0|12.0|65.0|90.0|85.0|–|" in text
-    assert "|dense|0|100.0 / 100.0|10.0|70.0|–|–|–|" in text
+    assert "|imp_lth|2|70.0 / 90.0|12.0|65.0|80.0|95.0|+1.50|–|" in text
+    assert "|parp|2|70.0 / 90.0|12.0|65.0|90.0|85.0|–|–|" in text
+    assert "|hard_concrete|2|70.0 / 90.0|12.0|65.0|70.0|99.0|–|1.50× / 1.25×|" in text
+    assert "|dense|0|100.0 / 100.0|10.0|70.0|–|–|–|–|" in text
     assert "|method|Q|Param(%) One / All|asr wer↓|er acc↑|overlap (%)|" in text
 
 

@@ -787,6 +787,12 @@ if run_stage 16; then
     if [ "${mask_method}" = hard_concrete ]; then  # structured masks: whole heads and units
         ${python} -m espnet_pruning.bin.uslu_plots structures --mask_dir "$(masks_of multi_task "${max_level}")" \
             --train_config "${uslu_exp}/config.yaml" --output "${figures_dir}/structures_q${max_level}.png"
+        # Measured speed of every task's compiled model (stage 23 shows the mean).
+        for level in ${prune_levels}; do
+            ${python} -m espnet_pruning.bin.uslu_structure_speed --train_config "${uslu_exp}/config.yaml" \
+                --model_file "${theta0}" --mask_dir "$(masks_of multi_task "${level}")" \
+                --output "${method_dir}/structure_speed_q${level}.json"
+        done
     fi
     # Linked relative to ${method_dir}/RESULTS.md.
     { echo "![task overlap, Q = ${max_level} (Figure 3)](figures/overlap_q${max_level}.png)"
