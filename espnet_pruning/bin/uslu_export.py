@@ -12,6 +12,12 @@ Written into ``--output_dir`` (each atomically):
     model.sparse    the same weights with every masked tensor as 1 bit per weight plus the
                     kept values (:mod:`espnet_pruning.pruning.sparse`); load it with
                     ``load_sparse_state``
+    compiled.pth    (``--formats compiled``, structured masks of ``--mask_method
+    structure.json  hard_concrete``) the physically smaller model without the task's dropped
+                    heads and FFN units, and which units it kept
+                    (:mod:`espnet_pruning.pruning.structure_file`): ``uslu_inference
+                    --train_config config.yaml --model_file compiled.pth --structure_file
+                    structure.json --task T`` decodes it
 
 Without a mask set (``--mask_dir`` or the training config's) the dense model is exported.
 
@@ -36,6 +42,8 @@ from espnet_pruning.fileio import atomic_open, atomic_write_text, read_yaml
 from espnet_pruning.inference.packing import model_dims, self_contained_config
 from espnet_pruning.pruning.sparse import save_sparse_state
 from espnet_pruning.pruning.storage import load_masks
+from espnet_pruning.pruning.structure_file import save_structure
+from espnet_pruning.pruning.structured import compile_kept, kept_units_of_mask
 from espnet_pruning.pruning.switch import TaskSwitcher
 from espnet_pruning.tasks.uslu import USLUTask
 from espnet_pruning.whisper.openai_format import (
@@ -43,7 +51,9 @@ from espnet_pruning.whisper.openai_format import (
     whisper_state_from_espnet,
 )
 
-FORMATS = ("whisper", "espnet", "sparse")
+FORMATS = ("whisper", "espnet", "sparse", "compiled")
+#: What ``--formats`` gives by default (``compiled`` needs a structured mask).
+DEFAULT_FORMATS = ("whisper", "espnet", "sparse")
 DTYPES = {"fp32": None, "fp16": torch.float16}
 
 
@@ -54,7 +64,7 @@ def export_task(
     task: str,
     output_dir: Union[str, Path],
     mask_dir: Optional[Union[str, Path]] = None,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] = DEFAULT_FORMATS,
     whisper_dtype: Optional[torch.dtype] = None,
 ) -> Dict[str, Path]:
     """Write task ``task``'s subnetwork in the given formats; returns the files by format.
@@ -87,6 +97,20 @@ def export_task(
     state = {k: v.detach() for k, v in model.state_dict().items()}
     dims = model_dims(model)
     out: Dict[str, Path] = {}
+    if "compiled" in formats:
+        if masks is None:
+            raise InputError("--formats compiled needs a mask set (--mask_dir)")
+        try:
+            kept = kept_units_of_mask(model, masks)
+        except ValueError as e:
+            raise InputError(
+                f"{mask_set.source or 'mask set'}: task {task}: no compiled export ({e})"
+            ) from None
+        compiled = compile_kept(model, kept)
+        out["compiled"] = output_dir / "compiled.pth"
+        with atomic_open(out["compiled"], binary=True) as f:
+            torch.save({k: v.detach() for k, v in compiled.state_dict().items()}, f)
+        save_structure(output_dir / "structure.json", task, kept)
     if "whisper" in formats:
         out["whisper"] = output_dir / "whisper.pt"
         save_whisper_checkpoint(
@@ -97,6 +121,7 @@ def export_task(
         out["espnet"] = output_dir / "model.pth"
         with atomic_open(out["espnet"], binary=True) as f:
             torch.save(state, f)
+    if "espnet" in formats or "compiled" in formats:
         atomic_write_text(
             output_dir / "config.yaml",
             yaml.safe_dump(
@@ -126,7 +151,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--formats",
         nargs="+",
         choices=FORMATS,
-        default=list(FORMATS),
+        default=list(DEFAULT_FORMATS),
         help="what to write",
     )
     parser.add_argument(

@@ -105,6 +105,13 @@ def get_parser() -> config_argparse.ArgumentParser:
         help="decode the task's subnetwork of this mask set",
     )
     group.add_argument(
+        "--structure_file",
+        type=str_or_none,
+        default=None,
+        help="structure.json of a compiled model (uslu_export --formats compiled): "
+        "--model_file holds its weights, --train_config the dense model's config",
+    )
+    group.add_argument(
         "--compile_structures",
         type=str2bool,
         default=False,
@@ -271,7 +278,14 @@ def _decode(
 
 
 #: The options that make a job's model: consecutive jobs alike in these share one model.
-MODEL_KEYS = ("train_config", "model_file", "mask_dir", "compile_structures", "ngpu")
+MODEL_KEYS = (
+    "train_config",
+    "model_file",
+    "mask_dir",
+    "compile_structures",
+    "structure_file",
+    "ngpu",
+)
 
 
 class ModelCache:
@@ -301,6 +315,7 @@ class ModelCache:
                 device="cuda" if args.ngpu > 0 else "cpu",
                 mask_dir=args.mask_dir,
                 compile_structures=args.compile_structures,
+                structure_file=args.structure_file,
                 **search,
             )
             self.key = key

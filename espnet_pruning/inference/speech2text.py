@@ -55,6 +55,8 @@ class Speech2Text:
             with a physically smaller copy of the model, its dropped heads and FFN units
             removed (:func:`~espnet_pruning.pruning.structured.compile_masked`), instead
             of the masked weights.
+        structure_file: The kept heads and FFN units of a compiled model
+            (``uslu_export --formats compiled``; ``model_file`` holds its weights).
         mask_dir: Mask set to decode the task's subnetwork with (overrides the one in
             ``train_config``, if any).
         prompt: Prompt tokens for a task not in the run's specifiers (see
@@ -81,9 +83,10 @@ class Speech2Text:
         kv_cache: bool = True,
         prompt: Optional[str] = None,
         compile_structures: bool = False,
+        structure_file: Optional[Union[str, os.PathLike]] = None,
     ):
         model, train_args = USLUTask.build_model_from_file(
-            train_config, model_file, device
+            train_config, model_file, device, structure_file=structure_file
         )
         # A task's subnetwork m ⊙ θ is written into the weights (dense speed); the
         # switcher keeps θ so that set_task can switch in one pass.

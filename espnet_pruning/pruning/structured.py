@@ -679,13 +679,38 @@ def compile_masked(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> nn.Mod
     Raises:
         ValueError: A mask that is not structured.
     """
-    kept = kept_units_of_mask(model, mask)
+    return compile_kept(model, kept_units_of_mask(model, mask))
+
+
+@typechecked
+def compile_kept(model: nn.Module, kept: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A physically smaller copy of ``model`` keeping only the units ``kept`` names.
+
+    Args:
+        model: The dense model.
+        kept: Structure name → bool vector over its units (1 = kept); every structure
+            of ``model`` must be named (the form of :func:`kept_units_of_mask`, and of
+            a compiled model's structure file).
+
+    Raises:
+        ValueError: A missing or unknown structure, or a vector of the wrong length.
+    """
+    found = tuple(structures(model))
+    names = {s.name for s in found}
+    if set(kept) != names:
+        raise ValueError(
+            f"kept units name other structures than the model's: missing "
+            f"{sorted(names - set(kept))[:3]}, unknown {sorted(set(kept) - names)[:3]}"
+        )
+    for s in found:
+        if tuple(kept[s.name].shape) != (s.count,):
+            raise ValueError(
+                f"{s.name}: {tuple(kept[s.name].shape)} entries for {s.count} units"
+            )
     with torch.no_grad():
         pruned = copy.deepcopy(model)
         return _compile(
-            pruned,
-            tuple(structures(model)),
-            {n: k.to(torch.float32) for n, k in kept.items()},
+            pruned, found, {n: k.bool().to(torch.float32) for n, k in kept.items()}
         )
 
 

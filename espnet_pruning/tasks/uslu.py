@@ -26,6 +26,8 @@ from typeguard import typechecked
 from espnet_pruning.errors import DataError
 from espnet_pruning.fileio import read_kaldi_map, read_yaml
 from espnet_pruning.pruning.storage import load_masks
+from espnet_pruning.pruning.structure_file import StructureFileError, load_structure
+from espnet_pruning.pruning.structured import compile_kept
 from espnet_pruning.specifiers import TaskRegistry
 from espnet_pruning.train.hard_concrete_training import (
     HardConcreteConfError,
@@ -566,6 +568,7 @@ class USLUTask(AbsTask):
         config_file: Optional[Union[Path, str]] = None,
         model_file: Optional[Union[Path, str]] = None,
         device: str = "cpu",
+        structure_file: Optional[Union[Path, str]] = None,
     ) -> Tuple[ESPnetUSLUModel, argparse.Namespace]:
         """A trained model from its ``config.yaml`` and checkpoint, as ESPnet's
         :meth:`AbsTask.build_model_from_file` builds it, with two differences.
@@ -580,6 +583,12 @@ class USLUTask(AbsTask):
                 ``model_file``).
             model_file: A checkpoint of the run; None keeps the initial weights.
             device: ``cpu``, ``cuda`` or ``cuda:N``.
+            structure_file: For a compiled (structured-pruned) model: its kept heads
+                and FFN units (:mod:`espnet_pruning.pruning.structure_file`); the
+                config's model is compiled to those shapes before the strict load.
+
+        Raises:
+            StructureFileError: A structure file that is bad or does not fit.
         """
         if config_file is None:
             if model_file is None:
@@ -592,6 +601,12 @@ class USLUTask(AbsTask):
             args.init = None  # the checkpoint overwrites every weight (strict load)
         model = cls.build_model(args).to(device)
         args.init = init
+        if structure_file is not None:
+            _, kept = load_structure(structure_file)
+            try:
+                model = compile_kept(model, kept)
+            except ValueError as e:
+                raise StructureFileError(f"{structure_file}: {e}") from None
         if model_file is not None:
             if device == "cuda":
                 # torch.load's "cuda" is cuda:0; the model went to the current device.

@@ -138,3 +138,88 @@ def test_unknown_task_is_one_error_line(tiny_trained, tmp_path, capsys):
     assert exit_.value.code == 1
     assert "ERROR: unknown task 'ic_atis'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_compiled_export_is_smaller_loads_strictly_and_decodes_like_the_mask(
+    tiny_trained, tiny_data, tmp_path, capsys
+):
+    """A structured mask (whole heads and FFN units): ``--formats compiled`` writes the
+    smaller model and its structure file; uslu_inference's loader builds those shapes
+    from the dense config and loads the weights strictly; decoding equals the masked
+    model's. An unstructured mask gets one error line."""
+    # Only these tests build their own mask sets.
+    from espnet_pruning.pruning.masks import MaskSet
+    from espnet_pruning.pruning.scope import PruningScope
+    from espnet_pruning.pruning.storage import save_masks
+    from espnet_pruning.pruning.structure_file import (
+        StructureFileError,
+        load_structure,
+    )
+    from espnet_pruning.pruning.structured import structured_mask, structures
+
+    model, _ = USLUTask.build_unmasked_model(tiny_trained / "config.yaml")
+    masks = MaskSet.from_model(model, PruningScope(), [TASK])
+    kept = {s.name: torch.arange(s.count) % 3 != 1 for s in structures(model)}
+    masks.set_mask(TASK, structured_mask(model, kept, masks.shapes))
+    save_masks(masks, tmp_path / "m")
+    out = tmp_path / "er"
+    args = ["--task", TASK, *masked_model_args(tiny_trained, tmp_path / "m")]
+    uslu_export.main([*args, "--output_dir", str(out), "--formats", "compiled"])
+    task, got = load_structure(out / "structure.json")
+    assert task == TASK and all(torch.equal(got[n], k) for n, k in kept.items())
+    compiled = Speech2Text(
+        out / "config.yaml",
+        out / "compiled.pth",
+        TASK,
+        maxlenratio=-6,
+        structure_file=out / "structure.json",
+    )
+    masked = Speech2Text(
+        tiny_trained / "config.yaml",
+        tiny_trained / "valid.loss.best.pth",
+        TASK,
+        maxlenratio=-6,
+        mask_dir=tmp_path / "m",
+    )
+    n = sum(p.numel() for p in compiled.model.parameters())
+    assert n < sum(p.numel() for p in masked.model.parameters())
+    for line in (tiny_data / "valid" / "wav.scp").read_text().splitlines():
+        speech = sf.read(line.split()[1], dtype="float32")[0]
+        a, b = compiled(speech), masked(speech)
+        # Same hypotheses; scores equal up to float reassociation in smaller matrices.
+        assert [r[:3] for r in a] == [r[:3] for r in b]
+        assert [r[3] for r in a] == pytest.approx([r[3] for r in b], abs=1e-4)
+    # Strict: the dense checkpoint does not fit the compiled shapes.
+    with pytest.raises(RuntimeError, match="size mismatch|Missing key"):
+        USLUTask.build_model_from_file(
+            out / "config.yaml",
+            tiny_trained / "valid.loss.best.pth",
+            structure_file=out / "structure.json",
+        )
+    (tmp_path / "bad.json").write_text('{"format": "espnet_pruning.structure"}')
+    with pytest.raises(StructureFileError, match="bad.json: version"):
+        USLUTask.build_model_from_file(
+            out / "config.yaml", None, structure_file=tmp_path / "bad.json"
+        )
+    # An unstructured mask: one error line, nothing written.
+    unstructured = masks.mask(TASK)
+    name = next(n for n in unstructured if n.endswith("mlp.0.weight"))
+    unstructured[name][0, 0] = not bool(unstructured[name][0, 0])
+    masks.set_mask(TASK, unstructured)
+    save_masks(masks, tmp_path / "bad")
+    with pytest.raises(SystemExit) as e:
+        uslu_export.main(
+            [
+                "--task",
+                TASK,
+                *masked_model_args(tiny_trained, tmp_path / "bad"),
+                "--output_dir",
+                str(tmp_path / "x"),
+                "--formats",
+                "compiled",
+            ]
+        )
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ERROR: ") and "no compiled export" in err
+    assert not (tmp_path / "x" / "compiled.pth").exists()

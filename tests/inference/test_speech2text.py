@@ -116,7 +116,11 @@ def test_compiled_structures_decode_like_the_masked_model(
     )
     dense = sum(p.numel() for p in masked.model.parameters())
     assert sum(p.numel() for p in compiled.model.parameters()) < dense
-    assert [compiled(s) for s in speeches] == [masked(s) for s in speeches]
+    for speech in speeches:
+        a, b = compiled(speech), masked(speech)
+        # Same hypotheses; scores equal up to float reassociation in smaller matrices.
+        assert [r[:3] for r in a] == [r[:3] for r in b]
+        assert [r[3] for r in a] == pytest.approx([r[3] for r in b], abs=1e-4)
     compiled.set_task("asr_librispeech")  # no mask of its own: the dense model
     assert sum(p.numel() for p in compiled.model.parameters()) == dense
     bad = {n: m.clone() for n, m in masks.mask("er_iemocap").items()}
