@@ -121,6 +121,17 @@ def write_mask_report(masks: MaskSet, directory: Path) -> None:
     atomic_write_text(directory / "report.txt", format_report(report))
 
 
+@typechecked
+def finished_masks(output_dir: Path, what: str) -> Optional[Path]:
+    """``output_dir/masks`` when a mask finder already wrote it (logged as ``what``
+    done), else None."""
+    out = output_dir / "masks"
+    if (out / "manifest.json").is_file():
+        logging.info(f"{out}: exists, {what} done")
+        return out
+    return None
+
+
 #: One training run of a mask finder: its directory name and the tasks given its mask.
 Run = Tuple[str, List[str]]
 
@@ -218,10 +229,10 @@ def find_masks_round(
     Raises:
         InputError: Bad masks, checkpoint or training options.
     """
+    done = finished_masks(output_dir, f"round {round_index}")
+    if done is not None:
+        return done
     out = output_dir / "masks"
-    if (out / "manifest.json").is_file():
-        logging.info(f"{out}: exists, round {round_index} done")
-        return out
     check_train_args(train_args, RESERVED)
     masks = load_masks(mask_dir)
     order = task_order(list(masks.tasks), hparams.seed, round_index)

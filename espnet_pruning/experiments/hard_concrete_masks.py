@@ -33,6 +33,7 @@ from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
 from espnet_pruning.experiments.find_masks import (
+    finished_masks,
     merge_runs,
     task_runs,
     train_and_prune,
@@ -127,10 +128,10 @@ def find_hard_concrete_masks(
             "hard_concrete multi_task trains every task in one run; run it without "
             "--tasks and --task_agnostic"
         )
+    done = finished_masks(output_dir, "HJ-Pruning")
+    if done is not None:
+        return done
     out = output_dir / "masks"
-    if (out / "manifest.json").is_file():
-        logging.info(f"{out}: exists, HJ-Pruning done")
-        return out
     check_train_args(train_args, RESERVED)
     masks = load_masks(mask_dir)
     tasks = sorted(masks.tasks)

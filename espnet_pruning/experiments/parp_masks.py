@@ -29,6 +29,7 @@ import torch
 from typeguard import typechecked
 
 from espnet_pruning.experiments.find_masks import (
+    finished_masks,
     merge_runs,
     task_runs,
     train_and_prune,
@@ -104,10 +105,10 @@ def find_parp_masks(
     Raises:
         InputError: Bad masks, checkpoint or training options.
     """
+    done = finished_masks(output_dir, "PARP")
+    if done is not None:
+        return done
     out = output_dir / "masks"
-    if (out / "manifest.json").is_file():
-        logging.info(f"{out}: exists, PARP done")
-        return out
     check_train_args(train_args, RESERVED)
     masks = load_masks(mask_dir)
     runs = task_runs(sorted(masks.tasks), task_agnostic, only_tasks, mask_dir)

@@ -32,7 +32,10 @@ import torch
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
-from espnet_pruning.experiments.find_masks import write_mask_report
+from espnet_pruning.experiments.find_masks import (
+    finished_masks,
+    write_mask_report,
+)
 from espnet_pruning.experiments.runs import (
     check_train_args,
     final_checkpoint,
@@ -107,10 +110,10 @@ def find_pathways_masks(
             f"dynamic_pathways: init_sparsity {init_sparsity} must be in [0, "
             f"target_sparsity {hparams.target_sparsity}]"
         )
+    done = finished_masks(output_dir, "Dynamic Pathways")
+    if done is not None:
+        return done
     out = output_dir / "masks"
-    if (out / "manifest.json").is_file():
-        logging.info(f"{out}: exists, Dynamic Pathways done")
-        return out
     check_train_args(train_args, RESERVED)
     masks = load_masks(mask_dir)
     tasks = sorted(masks.tasks)

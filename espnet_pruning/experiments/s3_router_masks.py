@@ -31,7 +31,10 @@ import torch
 from typeguard import typechecked
 
 from espnet_pruning.errors import InputError
-from espnet_pruning.experiments.find_masks import write_mask_report
+from espnet_pruning.experiments.find_masks import (
+    finished_masks,
+    write_mask_report,
+)
 from espnet_pruning.experiments.runs import (
     check_train_args,
     final_checkpoint,
@@ -143,10 +146,10 @@ def find_s3_router_masks(
         )
     if task_agnostic:
         raise InputError("s3_router has no task-agnostic variant (one score set each)")
+    done = finished_masks(output_dir, "S3-Router")
+    if done is not None:
+        return done
     out = output_dir / "masks"
-    if (out / "manifest.json").is_file():
-        logging.info(f"{out}: exists, S3-Router done")
-        return out
     check_train_args(train_args, RESERVED)
     masks = load_masks(mask_dir)
     tasks = sorted(masks.tasks)

@@ -5,7 +5,7 @@ import dataclasses
 import logging
 import re
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Optional, Tuple, Union
+from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -459,29 +459,58 @@ class USLUTask(AbsTask):
                 ``--pathways_conf``).
         """
         conf = parse_hard_concrete_conf(args.hard_concrete_conf)
-        for option in ("mask_dir", "s3_router_conf", "parp_conf", "pathways_conf"):
-            if getattr(args, option, None):
-                raise HardConcreteConfError(
-                    f"--hard_concrete_conf and --{option} exclude each other"
-                )
+        tasks = cls._per_task_method_tasks(
+            args,
+            model,
+            "hard_concrete_conf",
+            conf.tasks,
+            ("mask_dir", "s3_router_conf", "parp_conf", "pathways_conf"),
+            HardConcreteConfError,
+        )
         train_tasks = getattr(args, "train_tasks", None)
-        tasks = list(conf.tasks or train_tasks or model.task_names)
-        unknown = sorted(set(tasks) - set(model.task_names))
-        if unknown:
-            raise HardConcreteConfError(
-                f"hard_concrete_conf: tasks {unknown} are not tasks of the model "
-                f"({', '.join(model.task_names)})"
-            )
-        args.hard_concrete_conf = {**args.hard_concrete_conf, "tasks": tasks}
         gates = TaskGates(
             model, dataclasses.replace(conf, tasks=tuple(tasks)), train_tasks
         )
         model.attach_task_gates(gates)
-        if len(gates.train_tasks) > 1 and not getattr(args, "unused_parameters", True):
-            # A batch of one task leaves the other tasks' gates without gradient.
-            args.unused_parameters = True
-            logging.info("HJ-Pruning: --unused_parameters true (one task per batch)")
+        cls._one_task_per_batch(args, len(gates.train_tasks), "HJ-Pruning")
         return gates
+
+    @staticmethod
+    def _per_task_method_tasks(
+        args: argparse.Namespace,
+        model: ESPnetUSLUModel,
+        option: str,
+        conf_tasks: Sequence[str],
+        exclusive: Sequence[str],
+        error: type,
+    ) -> List[str]:
+        """The tasks a per-task method's ``--<option>`` covers (its ``tasks``, else
+        ``--train_tasks``, else all), written back into the conf (and config.yaml).
+
+        Raises:
+            ``error``: An exclusive option is set, or unknown tasks.
+        """
+        for other in exclusive:
+            if getattr(args, other, None):
+                raise error(f"--{option} and --{other} exclude each other")
+        train_tasks = getattr(args, "train_tasks", None)
+        tasks = list(conf_tasks or train_tasks or model.task_names)
+        unknown = sorted(set(tasks) - set(model.task_names))
+        if unknown:
+            raise error(
+                f"{option}: tasks {unknown} are not tasks of the model "
+                f"({', '.join(model.task_names)})"
+            )
+        setattr(args, option, {**getattr(args, option), "tasks": tasks})
+        return tasks
+
+    @staticmethod
+    def _one_task_per_batch(args: argparse.Namespace, n_trained: int, what: str):
+        """With several trained tasks, a batch of one task leaves the others' own
+        parameters without gradient: DDP must allow unused parameters."""
+        if n_trained > 1 and not getattr(args, "unused_parameters", True):
+            args.unused_parameters = True
+            logging.info(f"{what}: --unused_parameters true (one task per batch)")
 
     @classmethod
     def attach_score_router(
@@ -499,20 +528,15 @@ class USLUTask(AbsTask):
                 (``--mask_dir``, ``--update_only``, ``--parp_conf``).
         """
         conf = parse_s3_router_conf(args.s3_router_conf)
-        for option in ("mask_dir", "update_only", "parp_conf", "pathways_conf"):
-            if getattr(args, option, None):
-                raise S3RouterConfError(
-                    f"--s3_router_conf and --{option} exclude each other"
-                )
+        tasks = cls._per_task_method_tasks(
+            args,
+            model,
+            "s3_router_conf",
+            conf.tasks,
+            ("mask_dir", "update_only", "parp_conf", "pathways_conf"),
+            S3RouterConfError,
+        )
         train_tasks = getattr(args, "train_tasks", None)
-        tasks = list(conf.tasks or train_tasks or model.task_names)
-        unknown = sorted(set(tasks) - set(model.task_names))
-        if unknown:
-            raise S3RouterConfError(
-                f"s3_router_conf: tasks {unknown} are not tasks of the model "
-                f"({', '.join(model.task_names)})"
-            )
-        args.s3_router_conf = {**args.s3_router_conf, "tasks": tasks}
         router = TaskScoreRouter(conf.hparams, conf.pruning_scope, conf.train_unrouted)
         try:
             for task in tasks:
@@ -522,10 +546,7 @@ class USLUTask(AbsTask):
         model.attach_score_router(router)
         trained = list(train_tasks or tasks)
         freeze_for_routing(model, router, trained)
-        if len(trained) > 1 and not getattr(args, "unused_parameters", True):
-            # A batch of one task leaves the other tasks' scores without gradient.
-            args.unused_parameters = True
-            logging.info("S3-Router: --unused_parameters true (one task per batch)")
+        cls._one_task_per_batch(args, len(trained), "S3-Router")
         return router
 
     @classmethod
