@@ -21,6 +21,10 @@ Layout of a round's directory (``output_dir``)::
     masks/             the round's result: every task's pruned mask
     report.json/.txt   sparsity, Param% One/All, overlap (pruning.report)
 
+With ``rewind: none`` (IMP instead of LTH) a round after the first starts every task from
+its own weights at the end of the previous round (``<round q-1>/<task>/``'s final
+checkpoint) instead of θ0.
+
 Every step is skipped when its output exists and resumes when it was interrupted, so a
 killed round run again ends with the same masks.
 """
@@ -52,6 +56,8 @@ from espnet_pruning.pruning.systems import SystemKind
 RESERVED = ("--output_dir", "--resume", "--init_param", "--mask_dir", "--train_tasks")
 # The one run of a task-agnostic round (its directory name).
 AGNOSTIC = SystemKind.TASK_AGNOSTIC.value
+#: Where a round's runs start: θ0 (LTH, the paper's rewind) or the previous round's end (IMP).
+REWINDS = ("theta0", "none")
 
 
 @dataclass
@@ -63,12 +69,27 @@ class FindMasksHparams(PruningHparams):
 
     Args:
         task_agnostic: One mask for all tasks, found on their mixed data.
+        rewind: ``theta0`` (every round from θ0) or ``none`` (IMP: from the task's
+            weights after the previous round).
     """
 
     task_agnostic: bool = field(
         default=False,
         metadata={"help": "one mask for all tasks, found on their mixed data"},
     )
+    rewind: str = field(
+        default="theta0",
+        metadata={
+            "help": "where a round's runs start: theta0 (LTH, Algorithm 1) or none "
+            "(IMP: the task's weights after the previous round)",
+            "choices": REWINDS,
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.rewind not in REWINDS:
+            raise ValueError(f"rewind must be one of {REWINDS}, got {self.rewind!r}")
 
     def pruning(self) -> PruningHparams:
         """The selection hyperparameters of one pruning step."""
@@ -213,7 +234,8 @@ def find_masks_round(
     """Run one round of Algorithm 1.
 
     Args:
-        init_param: θ0, the trained dense model (every run starts from it).
+        init_param: θ0, the trained dense model (every run starts from it, or only
+            round 1's with ``rewind: none``).
         mask_dir: The masks before this round (all ones before round 1).
         output_dir: The round's directory (see the module docstring).
         train_args: ``uslu_train`` options of each run (config, data, token list,
@@ -242,11 +264,23 @@ def find_masks_round(
         f"(p = {hparams.fraction}, {hparams.strategy}) from {mask_dir}"
     )
 
+    def start_of(tasks: List[str]) -> Path:
+        if hparams.rewind == "theta0" or round_index == 1:
+            return init_param
+        # IMP: the same run's weights at the end of the previous round.
+        previous = mask_dir.parent / (AGNOSTIC if hparams.task_agnostic else tasks[0])
+        try:
+            return final_checkpoint(previous)
+        except InputError as e:
+            raise InputError(
+                f"rewind none needs the previous round's run: {e}"
+            ) from None
+
     def args_of(tasks: List[str]) -> List[str]:
         args = [
             *train_args,
             "--init_param",
-            str(init_param),
+            str(start_of(tasks)),
             "--mask_dir",
             str(mask_dir),
         ]

@@ -10,6 +10,8 @@ stage 11 (Algorithm 2) trains the shared weights under the masks whatever found 
 method                what it is                                               runs
 ====================  =======================================================  =========
 ``imp_lth``           Algorithm 1: Q rounds, each trains from θ0 and prunes p  per round
+``imp``               Algorithm 1 without rewinding (IMP): rounds continue     per round
+``omp``               one round of Algorithm 1 to the level's sparsity (OMP)   per level
 ``random``            Algorithm 1's schedule with random instead of magnitude  per round
 ``parp``              PARP at the level's sparsity, one run per task from θ0   per level
 ``parp_p``            PARP-P: rises through the sparsities of levels 1..Q      per level
@@ -68,6 +70,18 @@ MASK_METHODS: Dict[str, MaskMethod] = {
             "iterative magnitude pruning with rewinding to θ0 (Algorithm 1)",
             "docs/methods.md §1.2",
             True,
+        ),
+        MaskMethod(
+            "imp",
+            "Algorithm 1 with rewind none (IMP): each round continues the last",
+            "docs/methods.md §1.2",
+            True,
+        ),
+        MaskMethod(
+            "omp",
+            "one round of Algorithm 1 from θ0 to the level's sparsity (OMP)",
+            "docs/methods.md §1.2",
+            False,
         ),
         MaskMethod(
             "random",
@@ -316,13 +330,16 @@ def find_level_masks(
             f"unknown mask method {method!r}; choose from {sorted(MASK_METHODS)}"
         )
     conf = dict(method_conf or {})
-    if MASK_METHODS[method].per_round:
+    if method in ("imp_lth", "imp", "omp", "random"):
         if conf:
             raise InputError(f"{method} has no method options, got {sorted(conf)}")
-        if method == "random":
-            find_hparams = FindMasksHparams(
-                **{**vars(find_hparams), "strategy": "random"}
-            )
+        variant = dict(
+            imp=dict(rewind="none"),
+            random=dict(strategy="random"),
+            # One round from the all-ones masks straight to the level's sparsity.
+            omp=dict(fraction=level_sparsity(find_hparams.fraction, level)),
+        ).get(method, {})
+        find_hparams = FindMasksHparams(**{**vars(find_hparams), **variant})
         return find_masks_round(
             init_param,
             mask_dir,

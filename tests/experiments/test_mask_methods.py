@@ -48,7 +48,9 @@ def test_every_registered_method_cites_its_spec():
     assert sorted(MASK_METHODS) == [
         "dynamic_pathways",
         "hard_concrete",
+        "imp",
         "imp_lth",
+        "omp",
         "parp",
         "parp_p",
         "random",
@@ -214,6 +216,46 @@ def test_hard_concrete_masks_remove_whole_heads_and_units(setup, tmp_path, mode)
             gates = model.task_gates.eval_gates(task)
             assert all(torch.equal(kept[n], gates[n] > 0) for n in kept)
     assert any(masks.kept(t) < masks.numel() for t in TASKS)  # something was dropped
+
+
+def test_imp_continues_from_the_previous_round_and_omp_prunes_in_one_round(
+    setup, tmp_path
+):
+    """IMP (rewind none): round 2's run of a task starts from its run of round 1, not
+    θ0. OMP: one round from the all-ones masks to the level's sparsity."""
+    _find(setup, tmp_path / "round1", "--round", "1", "--mask_method", "imp")
+    masks1 = tmp_path / "round1" / "masks"
+    main(
+        [
+            "--init_param",
+            str(setup["theta0"]),
+            "--mask_dir",
+            str(masks1),
+            "--output_dir",
+            str(tmp_path / "round2"),
+            "--round",
+            "2",
+            "--mask_method",
+            "imp",
+            "--",
+            *setup["args"],
+        ]
+    )
+    for task in TASKS:
+        config = (tmp_path / "round2" / task / "config.yaml").read_text()
+        assert f"init_param:\n- {tmp_path / 'round1' / task / '2epoch.pth'}" in config
+    masks = load_masks(tmp_path / "round2" / "masks")
+    n = masks.numel()
+    after_1 = n - num_to_prune(n, 0.2)
+    assert all(masks.kept(t) == after_1 - num_to_prune(after_1, 0.2) for t in TASKS)
+    _find(setup, tmp_path / "omp2", "--round", "2", "--mask_method", "omp")
+    omp = load_masks(tmp_path / "omp2" / "masks")
+    config = (tmp_path / "omp2" / TASKS[0] / "config.yaml").read_text()
+    assert f"init_param:\n- {setup['theta0']}" in config
+    for task in TASKS:
+        assert omp.kept(task) == n - num_to_prune(n, 0.36)
+    log = json.loads((tmp_path / "omp2" / "find_masks.json").read_text())
+    assert log["hparams"]["fraction"] == 0.36 and log["round"] == 2
 
 
 def test_random_is_algorithm_1_with_random_masks(setup, tmp_path):

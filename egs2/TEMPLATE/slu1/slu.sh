@@ -118,7 +118,7 @@ prune_levels="2 5"       # Level Q of each pruned model: rounds of Algorithm 1 (
 prune_fraction=0.2       # p, fraction of a mask's remaining weights pruned per round (paper: 0.2).
 prune_strategy=global_magnitude     # Weights to prune: global_magnitude (paper), layerwise_magnitude, random.
 prune_seed=0             # Seed of Algorithm 1's task order.
-mask_method=imp_lth      # How stage 10 finds masks: imp_lth (Algorithm 1), random, parp, parp_p, s3_router, s3_router_p, dynamic_pathways, hard_concrete.
+mask_method=imp_lth      # How stage 10 finds masks: imp_lth (Algorithm 1), imp, omp, random, parp, parp_p, s3_router, s3_router_p, dynamic_pathways, hard_concrete.
 method_config=""         # YAML of the method's own options (default: conf/mask_methods/<method>.yaml if present).
 compare_methods=""       # Stage 23: mask methods whose finished runs are compared, e.g. "imp_lth parp".
 prune_baselines="single_task task_agnostic"   # Table 1 baselines run besides multi_task.
@@ -195,6 +195,8 @@ Options:
     --prune_seed             # Seed of Algorithm 1's task order (default="${prune_seed}").
     --mask_method            # How stage 10 finds the masks of each level Q (default="${mask_method}"):
                              # imp_lth: Algorithm 1 (Q rounds of train-prune-rewind);
+                             # imp: the same without rewinding (each round continues the last);
+                             # omp: one round from θ0 straight to sparsity 1-(1-p)^Q;
                              # random: the same schedule with random masks;
                              # parp: one PARP run per task from θ0 at sparsity 1-(1-p)^Q;
                              # parp_p: PARP-P rising through the sparsities of levels 1..Q;
@@ -310,8 +312,8 @@ uslu_exp="${expdir}/uslu_${tag}"
 method_dir_of() {  # $1: mask method → its result directory
     case "$1" in
         imp_lth) echo "${expdir}" ;;
-        random|parp|parp_p|s3_router|s3_router_p|dynamic_pathways|hard_concrete) echo "${expdir}/$1" ;;
-        *) log "ERROR: mask method $1: use imp_lth, random, parp, parp_p, s3_router, s3_router_p, dynamic_pathways or hard_concrete"; return 1 ;;
+        imp|omp|random|parp|parp_p|s3_router|s3_router_p|dynamic_pathways|hard_concrete) echo "${expdir}/$1" ;;
+        *) log "ERROR: mask method $1: use imp_lth, imp, omp, random, parp, parp_p, s3_router, s3_router_p, dynamic_pathways or hard_concrete"; return 1 ;;
     esac
 }
 method_dir=$(method_dir_of "${mask_method}") || exit 1
@@ -607,7 +609,7 @@ schedule_config() {  # $1: overlay, $2: output
 }
 
 # Algorithm 1 and random build level Q from level Q-1; PARP starts every level from θ0.
-per_round_method() { [ "${mask_method}" = imp_lth ] || [ "${mask_method}" = random ]; }
+per_round_method() { case "${mask_method}" in imp_lth|imp|random) return 0 ;; esac; return 1; }
 # S3-Router trains every task's scores in one run (the weights are frozen), Dynamic Pathways
 # every task's pathway in one run over shared weights: no job per task.
 one_run_method() { case "${mask_method}" in s3_router|s3_router_p|dynamic_pathways) return 0 ;; esac; return 1; }
