@@ -756,6 +756,10 @@ matched_pairs() {  # $1, $2: experiment dirs of systems A and B without the leve
     local level dset task metric
     _pairs=()
     for level in ${prune_levels}; do
+        # A method run at fewer levels (stage 23) is compared where both systems exist.
+        if [ ! -d "$1${level}" ] || [ ! -d "$2${level}" ]; then
+            log "  Q=${level}: $1${level} or $2${level} missing, not compared"; continue
+        fi
         for dset in ${test_sets}; do
             task=$(check_single_task "${dset}")
             metric=$(${python} -m espnet_pruning.bin.task_info ${spec_opt} --task "${task}" --field metric)
@@ -961,6 +965,7 @@ if run_stage 23; then
     for m in ${compare_methods}; do
         [ "${m}" = imp_lth ] && continue
         matched_pairs "$(method_dir_of imp_lth)/uslu_multi_task_q" "$(method_dir_of "${m}")/uslu_multi_task_q"
+        if [ ${#_pairs[@]} -eq 0 ]; then log "  ${m}: no level in common with imp_lth, no test"; continue; fi
         { echo "## Matched-pairs test: imp_lth vs ${m} (multi-task)"; echo
           ${python} -m espnet_pruning.bin.uslu_significance "${_pairs[@]}" \
               --name_a imp_lth --name_b "${m}" --json "${expdir}/methods_significance_${m}.json"
