@@ -143,10 +143,10 @@ def test_mini_recipe_short_configuration(tmp_path):
     assert "exp/uslu_multi_task_q2 done, skipped" in out
     assert "exp/continual_ic/dense done, skipped" in out
 
-    # The related methods in short (docs/methods.md §6): scores over frozen θ0 and one
-    # run of changing masks at Q = 2 only, then stage 23's table of them beside
-    # Algorithm 1 (compared where both have the level).
-    methods = ["s3_router", "dynamic_pathways"]
+    # A related method in short (docs/methods.md §6; the others have driver tests):
+    # one run of changing masks at Q = 2 only, then stage 23's table beside Algorithm 1
+    # (compared where both have the level).
+    methods = ["dynamic_pathways"]
     for method in methods:
         proc = run_recipe(
             recipe,
@@ -178,10 +178,9 @@ def test_mini_recipe_short_configuration(tmp_path):
     table = json.loads((recipe / "exp" / "methods_table.json").read_text())
     rows = {(r["method"], r["level"]): r for r in table["rows"]}
     assert {"imp_lth", *methods} <= {m for m, _ in rows}
-    for method in ("imp_lth", "dynamic_pathways"):  # S3-Router: FFN only
+    for method in ("imp_lth", "dynamic_pathways"):
         assert abs(rows[(method, 2)]["sparsity"] - 36.0) < 0.05, method
         assert sorted(rows[(method, 2)]["scores"]) == sorted(TASKS)
-    assert rows[("s3_router", 2)]["sparsity"] < 36.0
     assert "|dynamic_pathways|2|" in (recipe / "exp" / "methods_table.md").read_text()
     significance = recipe / "exp" / "methods_significance_dynamic_pathways.md"
     assert "Q=2" in significance.read_text() and "Q=1" not in significance.read_text()
