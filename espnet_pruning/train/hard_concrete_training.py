@@ -215,10 +215,6 @@ class TaskGates(nn.Module):
         self.steps += 1
 
     # ----------------------------------------------------------------- results
-    def kept_units(self, task: str) -> Dict[str, int]:
-        """Heads or units whose evaluation gate is non-zero, per structure."""
-        return self.gate_set(task).kept_units()
-
     def eval_gates(self, task: str) -> Dict[str, torch.Tensor]:
         """``task``'s deterministic gate vector of every structure."""
         return self.gate_set(task).eval_gates()
