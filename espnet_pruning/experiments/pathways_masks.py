@@ -39,6 +39,7 @@ from espnet_pruning.experiments.find_masks import (
 from espnet_pruning.experiments.runs import (
     check_train_args,
     final_checkpoint,
+    final_epoch,
     run_training,
 )
 from espnet_pruning.fileio import atomic_write_text
@@ -49,7 +50,6 @@ from espnet_pruning.pruning.pathways import (
     shared_start,
 )
 from espnet_pruning.pruning.storage import load_masks, save_masks
-from espnet_pruning.train.checkpoints import finished_epoch
 from espnet_pruning.train.pathways_training import STATE_FILE, read_state
 
 # Options the run gets from the driver (and the methods it excludes).
@@ -141,7 +141,7 @@ def find_pathways_masks(
     args += ["--pathways_conf", json.dumps(asdict(hparams))]
     run_training(args, run_dir)
 
-    state = read_state(run_dir / STATE_FILE.format(epoch=finished_epoch(run_dir)))
+    state = read_state(run_dir / STATE_FILE.format(epoch=final_epoch(run_dir)))
     pathways = DynamicPathways(state["masks"], hparams)
     pathways.load_state_dict(state)
     events = dict(

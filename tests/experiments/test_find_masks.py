@@ -12,12 +12,18 @@ import pytest
 import torch
 from tiny import driver_train_args, task_run_config
 
+from espnet_pruning.errors import InputError
 from espnet_pruning.experiments.find_masks import (
     FindMasksHparams,
     find_masks_round,
     task_order,
 )
-from espnet_pruning.experiments.runs import TrainArgsError, run_training
+from espnet_pruning.experiments.runs import (
+    TrainArgsError,
+    final_checkpoint,
+    final_epoch,
+    run_training,
+)
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.pruning.select import num_to_prune
@@ -80,6 +86,20 @@ def test_each_task_rewinds_to_theta0(setup, tmp_path):  # P7
     theta0 = torch.load(setup["theta0"], weights_only=True)
     assert all(torch.equal(got[k], ref[k]) for k in ref)
     assert any(not torch.equal(got[k], theta0[k]) for k in ref)  # it did train
+
+
+def test_a_finished_run_keeps_its_weights_not_its_optimizer_state(setup, tmp_path):
+    for task in TASKS:
+        run = setup["root"] / "round1" / task
+        assert json.loads((run / ".done").read_text()) == {"epoch": 2}
+        assert not (run / "checkpoint.pth").exists()
+        assert final_checkpoint(run) == run / "2epoch.pth"
+    (tmp_path / ".done").write_text("{}\n")
+    with pytest.raises(InputError, match=r"\.done: records no epoch"):
+        final_epoch(tmp_path)
+    (tmp_path / ".done").write_text("")  # an older version's: checkpoint.pth tells
+    with pytest.raises(InputError, match="checkpoint.pth: missing"):
+        final_epoch(tmp_path)
 
 
 def test_rerun_skips_a_finished_round(setup, caplog):

@@ -103,7 +103,11 @@ def test_a_resumed_run_equals_the_uninterrupted_one(setup, tiny_data, tmp_path):
         conf,
     ]
     one = task_run_config(tmp_path / "one.yaml", 1)
-    run_training([*driver_train_args(tiny_data, one), *args], tmp_path / "run")
+    run_training(
+        [*driver_train_args(tiny_data, one), *args],
+        tmp_path / "run",
+        keep_checkpoint=True,
+    )
     (tmp_path / "run" / ".done").unlink()
     run_training([*setup["args"], *args], tmp_path / "run")
     got = torch.load(tmp_path / "run" / "2epoch.pth", weights_only=True)

@@ -91,7 +91,11 @@ def test_a_resumed_run_equals_the_uninterrupted_one(setup, tiny_data, tmp_path):
     start = setup["root"] / "dp" / "start_masks"
     args = _run_args(setup, asdict(HP), start)
     one = task_run_config(tmp_path / "one.yaml", 1)
-    run_training([*driver_train_args(tiny_data, one), *args], tmp_path / "run")
+    run_training(
+        [*driver_train_args(tiny_data, one), *args],
+        tmp_path / "run",
+        keep_checkpoint=True,
+    )
     (tmp_path / "run" / ".done").unlink()
     assert list(state_epochs(tmp_path / "run")) == [1]
     run_training([*setup["args"], *args], tmp_path / "run")

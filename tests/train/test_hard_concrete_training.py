@@ -170,7 +170,11 @@ def test_a_run_trains_gates_weights_and_multipliers(run):
 def test_a_resumed_run_equals_the_uninterrupted_one(run, tiny_data, tmp_path):
     one = task_run_config(tmp_path / "one.yaml", 1)
     args = _args(run["theta0"], HC)
-    run_training([*driver_train_args(tiny_data, one), *args], tmp_path / "run")
+    run_training(
+        [*driver_train_args(tiny_data, one), *args],
+        tmp_path / "run",
+        keep_checkpoint=True,
+    )
     (tmp_path / "run" / ".done").unlink()
     run_training([*run["args"], *args], tmp_path / "run")
     got = torch.load(tmp_path / "run" / "2epoch.pth", weights_only=True)
