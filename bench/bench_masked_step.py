@@ -11,7 +11,9 @@ task's pruned entries and they are zeroed again after every step (two passes ove
 masked weights per step). ``masked_one_task`` is continual learning's: only one mask
 has been trained since the optimizer was built, the moments are exactly zero there,
 and the re-zeroing pass is skipped (one pass). ``(mask work)`` times one such pass
-alone, a figure less noisy than the ratio of two step times.
+alone, and the passes inside each kind's timed steps: figures far less noisy than the
+ratio of two step times (single steps vary by 10-30 % on a shared 2-core VM; the
+paired ratios of each round are printed with their range).
 ``--out_of_place`` adds the previous path (``call_with_masks``, masked copies of the
 weights every forward, and :class:`UpdateRestriction`). The dense step is the same
 without masks. Steps of all kinds are interleaved after a warm-up and the ratios of
@@ -38,18 +40,55 @@ Run:
 """
 
 import argparse
+import collections
 import copy
+import functools
 import statistics
 import time
 
 import torch
 from benchlib import DIMS, build_whisper, random_masks, training_batch, whisper_step
 
+from espnet_pruning.pruning import in_place
 from espnet_pruning.pruning.apply import UpdateRestriction, call_with_masks, cast_masks
 from espnet_pruning.pruning.in_place import InPlaceMasks
 from espnet_pruning.pruning.masks import MaskSet
 from espnet_pruning.pruning.scope import PruningScope
 from espnet_pruning.train.masked_training import MaskedTraining
+
+
+class MaskWork:
+    """Seconds the in-place masks' passes take inside the timed steps, per step kind.
+
+    A direct measurement of the masking overhead, free of the step times' noise. It
+    wraps the gradient hook's function (before any mask is applied: the hooks bind it
+    then) and the re-zeroing methods of :class:`InPlaceMasks` for this process. On a
+    GPU the passes are asynchronous and this times only their launch.
+    """
+
+    def __init__(self):
+        self.kind = None  # the kind of the step being timed, if any
+        self.seconds = collections.Counter()
+        self.steps = collections.Counter()
+        in_place._mask_gradient = self._timed(in_place._mask_gradient)
+        for name in ("rezero", "regather", "unzero"):
+            setattr(InPlaceMasks, name, self._timed(getattr(InPlaceMasks, name)))
+
+    def _timed(self, fn):
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            if self.kind is None:
+                return fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[self.kind] += time.perf_counter() - t0
+
+        return timed
+
+    def per_step(self, kind: str) -> float:
+        return self.seconds[kind] / max(self.steps[kind], 1)
 
 
 def main():
@@ -89,6 +128,7 @@ def main():
         torch.set_flush_denormal(True)
     shared = args.shared_model or args.dims == "medium"
     device = torch.device(args.device)
+    work = MaskWork()
     dense = build_whisper(args.dims).to(device)
     masks = MaskSet.from_model(dense, PruningScope(), ["t", "u"])
     masks.set_mask("t", random_masks(masks.shapes, args.sparsity))
@@ -163,7 +203,10 @@ def main():
     times = {k: [] for k in kinds}
     for i in range(args.steps):
         for kind in kinds if i % 2 == 0 else kinds[::-1]:
+            work.kind = kind
             times[kind].append(step(kind))
+            work.kind = None
+            work.steps[kind] += 1
     training.restore()
     t0 = time.perf_counter()
     training.use_masks(masked, "t")
@@ -179,9 +222,13 @@ def main():
         f"steps each{', one shared model' if shared else ''}"
     )
     for k in kinds:
+        # Each round times every kind back to back: its own ratios are paired, so a
+        # slow stretch of the machine moves both sides of one.
+        paired = sorted(a / b for a, b in zip(times[k], times["dense"]))
         print(
             f"{k:15s} step: median {med[k] * 1e3:9.1f} ms  ratio / dense "
-            f"{med[k] / med['dense']:.3f}"
+            f"{med[k] / med['dense']:.3f}  paired ratio median "
+            f"{statistics.median(paired):.3f} (range {paired[0]:.3f}-{paired[-1]:.3f})"
         )
     print(
         f"task block start (apply masks in place) {t_apply * 1e3:.1f} ms, end "
@@ -201,6 +248,12 @@ def main():
         f"re-zeroing is another) {t_pass * 1e3:.1f} ms = "
         f"{100 * t_pass / med['dense']:.1f} % of a dense step"
     )
+    for k in kinds:
+        if k.startswith("masked"):
+            print(
+                f"(mask work) inside the {k} steps: {work.per_step(k) * 1e3:.1f} ms a "
+                f"step = {100 * work.per_step(k) / med['dense']:.1f} % of a dense step"
+            )
     if not shared:
         params = dict(masked.named_parameters())
         mask = masks.mask("t")
