@@ -97,7 +97,7 @@ def final_epoch(output_dir: Path) -> int:
     except (ValueError, KeyError, TypeError):
         epoch = None
     if not isinstance(epoch, int):
-        raise InputError(f"{done}: records no epoch; delete it to resume the run")
+        raise InputError(f"{done}: records no epoch; delete it to train the run again")
     return epoch
 
 
